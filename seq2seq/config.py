@@ -1,0 +1,288 @@
+"""Experiment configuration: YAML read once, strictly, into frozen dataclasses.
+
+Every error names the file, the dotted key and what is allowed, e.g.
+``x.yaml: model.hiden_size: unknown key (did you mean hidden_size?)``.
+``--set key.path=value`` overrides go through the same checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value a user wrote is unknown, mistyped or impossible."""
+
+
+@dataclass(frozen=True)
+class SentencePieceConfig:
+    vocab_size: int = 8000
+    joint: bool = True  # one model for both languages (shared subwords)
+    model_type: Literal["unigram", "bpe"] = "unigram"
+    character_coverage: float = 1.0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    src_lang: str = "de"
+    tgt_lang: str = "en"
+    train: str = ""  # path prefix: files are {train}.{src_suffix} and .{tgt_suffix}, plain or .gz
+    valid: str = ""
+    src_suffix: str | None = None  # file suffix when it differs from the language code
+    tgt_suffix: str | None = None
+    tokenizer: Literal["spacy", "sentencepiece"] = "sentencepiece"
+    sentencepiece: SentencePieceConfig = field(default_factory=SentencePieceConfig)
+    lowercase: bool = False
+    max_len: int = 100  # training pairs with more tokens on either side are dropped
+    src_vocab_size: int = 50000  # maximum vocabulary size, specials included
+    tgt_vocab_size: int = 50000
+    min_freq: int = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    embedding_size: int = 256
+    encoder_hidden_size: int = 256  # per direction
+    encoder_layers: int = 1
+    decoder_hidden_size: int = 512
+    decoder_layers: int = 1
+    attention_size: int = 512
+    dropout: float = 0.3
+    tie_embeddings: bool = False  # share target embeddings with the output layer
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 1
+    batch_tokens: int = 1500  # target tokens per batch (before accumulation)
+    accumulate: int = 1  # batches per optimizer step
+    optimizer: Literal["adam", "adamw"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0  # 0 disables clipping
+    label_smoothing: float = 0.1
+    teacher_forcing_ratio: float = 1.0  # < 1 enables scheduled sampling
+    lr_schedule: Literal["constant", "plateau", "inverse_sqrt", "cosine"] = "plateau"
+    warmup_steps: int = 0
+    lr_decay_factor: float = 0.5  # plateau: multiply the lr by this ...
+    lr_patience: int = 2  # ... after this many validations without improvement
+    min_lr: float = 1e-5
+    max_steps: int = 0  # 0: no limit (cosine needs a limit)
+    max_epochs: int = 0
+    max_minutes: float = 0.0  # wall-clock training budget; 0: none
+    valid_every: int = 500  # steps
+    valid_metric: Literal["bleu", "loss", "ppl"] = "bleu"
+    early_stopping_patience: int = 0  # validations without improvement; 0: off
+    valid_max_len_ratio: float = 2.0  # greedy output limit = ratio * source length + 5
+    log_every: int = 50
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    num_threads: int = 0  # CPU threads for torch; 0: all cores
+    num_samples: int = 5  # validation translations shown in the log and W&B
+
+
+@dataclass(frozen=True)
+class WandbConfig:
+    mode: Literal["offline", "online", "disabled"] | None = None  # None: $WANDB_MODE, else offline
+    project: str = "seq2seq"
+    entity: str | None = None
+    name: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+# Value checks that types alone cannot express: key -> (predicate, what is allowed).
+_POSITIVE = (lambda v: v > 0, "a number > 0")
+_NON_NEGATIVE = (lambda v: v >= 0, "a number >= 0")
+_PROBABILITY = (lambda v: 0 <= v < 1, "a number in [0, 1)")
+_CHECKS: dict[str, tuple[Any, str]] = {
+    "data.train": (lambda v: v != "", "a path prefix such as data/multi30k/train"),
+    "data.valid": (lambda v: v != "", "a path prefix such as data/multi30k/val"),
+    "data.sentencepiece.vocab_size": (lambda v: v >= 8, "an integer >= 8"),
+    "data.sentencepiece.character_coverage": (lambda v: 0.9 <= v <= 1, "a number in [0.9, 1]"),
+    "data.max_len": _POSITIVE,
+    "data.src_vocab_size": (lambda v: v >= 5, "an integer >= 5"),
+    "data.tgt_vocab_size": (lambda v: v >= 5, "an integer >= 5"),
+    "data.min_freq": _POSITIVE,
+    "model.embedding_size": _POSITIVE,
+    "model.encoder_hidden_size": _POSITIVE,
+    "model.encoder_layers": _POSITIVE,
+    "model.decoder_hidden_size": _POSITIVE,
+    "model.decoder_layers": _POSITIVE,
+    "model.attention_size": _POSITIVE,
+    "model.dropout": _PROBABILITY,
+    "train.batch_tokens": _POSITIVE,
+    "train.accumulate": _POSITIVE,
+    "train.lr": _POSITIVE,
+    "train.weight_decay": _NON_NEGATIVE,
+    "train.clip_norm": _NON_NEGATIVE,
+    "train.label_smoothing": _PROBABILITY,
+    "train.teacher_forcing_ratio": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "train.warmup_steps": _NON_NEGATIVE,
+    "train.lr_decay_factor": (lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "train.lr_patience": _NON_NEGATIVE,
+    "train.min_lr": _NON_NEGATIVE,
+    "train.max_steps": _NON_NEGATIVE,
+    "train.max_epochs": _NON_NEGATIVE,
+    "train.max_minutes": _NON_NEGATIVE,
+    "train.valid_every": _POSITIVE,
+    "train.early_stopping_patience": _NON_NEGATIVE,
+    "train.valid_max_len_ratio": _POSITIVE,
+    "train.log_every": _POSITIVE,
+    "train.num_threads": _NON_NEGATIVE,
+    "train.num_samples": _NON_NEGATIVE,
+    "train.device": (
+        lambda v: v in ("auto", "cpu", "cuda") or v.startswith("cuda:"),
+        "auto, cpu, cuda or cuda:N",
+    ),
+}
+
+
+def _is_union(tp: Any) -> bool:
+    return isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(str(a) for a in typing.get_args(tp))
+    if _is_union(tp):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted as floats."""
+    origin = typing.get_origin(tp)
+    if _is_union(tp):
+        for option in typing.get_args(tp):
+            try:
+                return _convert(value, option, key, where)
+            except ConfigError:
+                pass
+    elif origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+    elif origin is list:
+        (item_type,) = typing.get_args(tp)
+        if isinstance(value, list):
+            return [_convert(v, item_type, f"{key}[{i}]", where) for i, v in enumerate(value)]
+    elif tp is type(None):
+        if value is None:
+            return None
+    elif dataclasses.is_dataclass(tp):
+        if isinstance(value, dict):
+            return _build(tp, value, key, where)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+        return value
+    raise ConfigError(f"{where}: {key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _build(cls: type, values: dict, prefix: str, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for name, value in values.items():
+        key = f"{prefix}.{name}" if prefix else str(name)
+        if name not in names:
+            close = difflib.get_close_matches(str(name), names, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else f" (allowed: {', '.join(names)})"
+            raise ConfigError(f"{where}: {key}: unknown key{hint}")
+        kwargs[name] = _convert(value, hints[name], key, where)
+    for name in names:  # absent sections are built from {} so their checks run too
+        if name not in kwargs and dataclasses.is_dataclass(hints[name]):
+            kwargs[name] = _build(hints[name], {}, f"{prefix}.{name}" if prefix else name, where)
+    obj = cls(**kwargs)
+    for name in names:
+        key = f"{prefix}.{name}" if prefix else name
+        check = _CHECKS.get(key)
+        if check and not check[0](getattr(obj, name)):
+            raise ConfigError(f"{where}: {key}: expected {check[1]}, got {getattr(obj, name)!r}")
+    return obj
+
+
+def _set_path(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {part} is not a section")
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """Parse ``key.path=value`` strings; values are read as YAML (``0.5``, ``true``, ``[a]``)."""
+    parsed = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item}: expected key.path=value, e.g. train.lr=0.001")
+        parsed.append((key.strip(), yaml.safe_load(raw) if raw else ""))
+    return parsed
+
+
+def from_dict(values: dict, where: str = "config") -> Config:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping of sections (data, model, train, wandb)")
+    config = _build(Config, values, "", where)
+    _check_combinations(config, where)
+    return config
+
+
+def _check_combinations(config: Config, where: str) -> None:
+    train = config.train
+    if train.lr_schedule == "cosine" and train.max_steps == 0:
+        raise ConfigError(f"{where}: train.lr_schedule: cosine needs train.max_steps > 0")
+    if train.precision == "fp16" and train.device == "cpu":
+        raise ConfigError(f"{where}: train.precision: fp16 needs CUDA; use bf16 or fp32 on the CPU")
+    if train.min_lr > train.lr:
+        raise ConfigError(f"{where}: train.min_lr: must not exceed train.lr ({train.lr})")
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config file strictly and apply ``--set`` overrides."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config ({error.strerror})") from None
+    try:
+        values = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    where = str(path)
+    if overrides:
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: expected a mapping of sections")
+        for key, value in parse_overrides(overrides):
+            _set_path(values, key, value)
+        where = f"{path} (with --set)"
+    return from_dict(values, where)
+
+
+def to_dict(config: Config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def dump(config: Config) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

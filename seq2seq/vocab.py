@@ -1,0 +1,49 @@
+"""Vocabulary: token <-> id, with the special symbols at fixed ids."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
+SPECIALS = (PAD, UNK, BOS, EOS)
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
+
+
+class Vocab:
+    def __init__(self, tokens: list[str]):
+        if tuple(tokens[: len(SPECIALS)]) != SPECIALS:
+            raise ValueError(f"a vocabulary must start with the specials {SPECIALS}")
+        self.tokens = list(tokens)
+        self.ids = {token: i for i, token in enumerate(self.tokens)}
+        if len(self.ids) != len(self.tokens):
+            raise ValueError("a vocabulary must not list a token twice")
+
+    @classmethod
+    def build(cls, sentences: Iterable[list[str]], max_size: int, min_freq: int = 1) -> Vocab:
+        """Most frequent tokens first (ties broken alphabetically, so builds are deterministic)."""
+        counts = Counter(token for sentence in sentences for token in sentence)
+        for special in SPECIALS:
+            counts.pop(special, None)
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        kept = [token for token, count in ranked if count >= min_freq]
+        return cls(list(SPECIALS) + kept[: max_size - len(SPECIALS)])
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocab) and self.tokens == other.tokens
+
+    def encode(self, tokens: list[str]) -> list[int]:
+        return [self.ids.get(token, UNK_ID) for token in tokens]
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        """Ids to tokens, stopping at EOS and skipping padding and BOS."""
+        tokens = []
+        for i in ids:
+            if i == EOS_ID:
+                break
+            if i not in (PAD_ID, BOS_ID):
+                tokens.append(self.tokens[i])
+        return tokens

@@ -1,0 +1,58 @@
+"""Reading, checking and batching parallel data."""
+
+import gzip
+import random
+
+import pytest
+
+from seq2seq.data import DataError, collate, read_lines, read_parallel, resolve, token_batches
+from seq2seq.vocab import BOS_ID, EOS_ID, PAD_ID
+
+
+def test_reads_plain_gzip_and_windows_line_ends(tmp_path):
+    (tmp_path / "a.de").write_bytes(b"eins\r\nzwei\r\n")
+    with gzip.open(tmp_path / "b.de.gz", "wb") as handle:
+        handle.write(b"drei\nvier")
+    assert read_lines(tmp_path / "a.de") == ["eins", "zwei"]
+    assert read_lines(resolve(str(tmp_path / "b"), "de")) == ["drei", "vier"]
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(DataError, match=r"train\.de: no such file"):
+        resolve(str(tmp_path / "train"), "de")
+
+
+def test_invalid_utf8_names_file_and_line(tmp_path):
+    (tmp_path / "x.de").write_bytes(b"gut\n\xff kaputt\n")
+    with pytest.raises(DataError, match=r"x\.de:2: not valid UTF-8"):
+        read_lines(tmp_path / "x.de")
+
+
+def test_line_count_mismatch_names_both_files(tmp_path):
+    (tmp_path / "x.de").write_text("a\nb\nc\n")
+    (tmp_path / "x.en").write_text("a\nb\n")
+    with pytest.raises(DataError, match=r"x\.de has 3 lines but .*x\.en has 2"):
+        read_parallel(tmp_path / "x.de", tmp_path / "x.en")
+
+
+def test_token_batches_cover_everything_within_budget():
+    rng = random.Random(0)
+    lengths = [rng.randint(1, 40) for _ in range(500)]
+    indices = [i for i in range(500) if i % 7]
+    batches = token_batches(lengths, indices, 200, random.Random(3))
+    assert sorted(i for batch in batches for i in batch) == indices
+    for batch in batches:
+        assert len(batch) == 1 or max(lengths[i] for i in batch) * len(batch) <= 200
+    assert batches == token_batches(lengths, indices, 200, random.Random(3))  # deterministic
+    assert batches != token_batches(lengths, indices, 200, random.Random(4))
+    padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+    assert padded < 1.1 * sum(lengths[i] for i in indices)  # bucketing keeps padding low
+
+
+def test_collate_shifts_targets_and_pads():
+    batch = collate([[5, 6, 7], [8]], [[9, 10], [11, 12, 13]], [0, 1])
+    assert batch.src.tolist() == [[5, 6, 7], [8, PAD_ID, PAD_ID]]
+    assert batch.src_lengths.tolist() == [3, 1]
+    assert batch.tgt_in.tolist() == [[BOS_ID, 9, 10, PAD_ID], [BOS_ID, 11, 12, 13]]
+    assert batch.tgt_out.tolist() == [[9, 10, EOS_ID, PAD_ID], [11, 12, 13, EOS_ID]]
+    assert batch.n_tokens == 7
