@@ -1,0 +1,283 @@
+"""Attentional encoder-decoder (Bahdanau, Cho, Bengio 2015) with input feeding (Luong et al. 2015).
+
+Shapes: B batch, S source length, T target length, E embedding size,
+H encoder hidden size per direction (outputs are 2H), D decoder hidden size,
+A attention size, L decoder layers, V vocabulary size.
+
+The decoder step, as OpenNMT-py's ``global_attention: mlp`` computes it:
+
+    s_t = LSTM([emb(y_{t-1}); o_{t-1}], s_{t-1})      input feeding of o_{t-1}
+    a_t = softmax_j(v . tanh(W s_t + U h_j))           additive attention
+    c_t = sum_j a_tj h_j
+    o_t = tanh(W_c [s_t; c_t])                         attentional output
+    logits_t = W_o o_t + b_o
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from seq2seq.config import ModelConfig
+from seq2seq.vocab import PAD_ID
+
+
+def lstm_update(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """LSTM cell update from pre-activations (B, 4D) in PyTorch's gate order (i, f, g, o).
+
+    The matrix products before it may run in bf16; the cell state stays fp32.
+    """
+    i, f, g, o = gates.float().chunk(4, dim=-1)  # (B, D) each
+    c = torch.sigmoid(f) * c.float() + torch.sigmoid(i) * torch.tanh(g)
+    h = torch.sigmoid(o) * torch.tanh(c)
+    return h, c
+
+
+def length_mask(lengths: Tensor, max_len: int) -> Tensor:
+    """Bool mask, True at real tokens: (B,) -> (B, max_len)."""
+    positions = torch.arange(max_len, device=lengths.device)  # (max_len,)
+    return positions.unsqueeze(0) < lengths.unsqueeze(1)  # (B, max_len)
+
+
+class Encoded(NamedTuple):
+    """What the decoder needs from the encoder, computed once per batch."""
+
+    outputs: Tensor  # (B, S, 2H) the annotations h_j
+    keys: Tensor  # (B, S, A) U h_j, projected once, not once per step
+    mask: Tensor  # (B, S) True at real source tokens
+    final: tuple[Tensor, Tensor]  # (B, 2H) each: last states, both directions, top layer
+
+    def select(self, indices: Tensor) -> Encoded:
+        """Reorder or repeat sentences (beam search)."""
+        h, c = self.final
+        return Encoded(
+            self.outputs.index_select(0, indices),
+            self.keys.index_select(0, indices),
+            self.mask.index_select(0, indices),
+            (h.index_select(0, indices), c.index_select(0, indices)),
+        )
+
+
+class DecoderState(NamedTuple):
+    h: Tensor  # (L, B, D)
+    c: Tensor  # (L, B, D)
+    feed: Tensor  # (B, D) previous attentional output o_{t-1}
+
+    def select(self, indices: Tensor) -> DecoderState:
+        """Reorder or repeat hypotheses (beam search)."""
+        return DecoderState(
+            self.h.index_select(1, indices),
+            self.c.index_select(1, indices),
+            self.feed.index_select(0, indices),
+        )
+
+
+class Encoder(nn.Module):
+    """Bidirectional LSTM over packed sequences, so padding never reaches the states."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_size: int,
+        hidden_size: int,
+        num_layers: int,
+        dropout: float,
+    ):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD_ID)
+        self.rnn = nn.LSTM(
+            embedding_size,
+            hidden_size,
+            num_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, src: Tensor, src_lengths: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        embedded = self.dropout(self.embedding(src))  # (B, S, E)
+        packed = pack_padded_sequence(
+            embedded, src_lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        packed_out, (h, c) = self.rnn(packed)  # h, c: (layers * 2, B, H)
+        outputs, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=src.size(1))
+        final_h = torch.cat([h[-2], h[-1]], dim=-1)  # (B, 2H) forward and backward, top layer
+        final_c = torch.cat([c[-2], c[-1]], dim=-1)  # (B, 2H)
+        return outputs, (final_h, final_c)  # (B, S, 2H)
+
+
+class BahdanauAttention(nn.Module):
+    """Additive attention, e_j = v . tanh(W s + U h_j) (Bahdanau et al. 2015, appendix A.1.2).
+
+    Stateless: ``project_keys`` computes U h_j once per batch, ``forward``
+    scores one query against those keys.
+    """
+
+    def __init__(self, query_size: int, key_size: int, hidden_size: int):
+        super().__init__()
+        self.key_proj = nn.Linear(key_size, hidden_size, bias=False)  # U
+        self.query_proj = nn.Linear(query_size, hidden_size)  # W (and the bias b)
+        self.v = nn.Linear(hidden_size, 1, bias=False)
+
+    def project_keys(self, values: Tensor) -> Tensor:
+        return self.key_proj(values)  # (B, S, 2H) -> (B, S, A)
+
+    def forward(
+        self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        query = self.query_proj(query).unsqueeze(1)  # (B, 1, A)
+        scores = self.v(torch.tanh(query + keys)).squeeze(-1)  # (B, S)
+        scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores.float(), dim=-1)  # (B, S) in fp32, exactly 0 at padding
+        context = torch.bmm(weights.unsqueeze(1).to(values.dtype), values).squeeze(1)  # (B, 2H)
+        return context, weights
+
+
+class Decoder(nn.Module):
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_size: int,
+        hidden_size: int,
+        num_layers: int,
+        encoder_size: int,
+        attention_size: int,
+        dropout: float,
+        tie_embeddings: bool,
+    ):
+        super().__init__()
+        self.num_layers = num_layers
+        self.hidden_size = hidden_size
+        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD_ID)
+        self.bridge_h = nn.Linear(encoder_size, num_layers * hidden_size)
+        self.bridge_c = nn.Linear(encoder_size, num_layers * hidden_size)
+        self.cells = nn.ModuleList(
+            nn.LSTMCell(embedding_size + hidden_size if i == 0 else hidden_size, hidden_size)
+            for i in range(num_layers)
+        )
+        self.attention = BahdanauAttention(hidden_size, encoder_size, attention_size)
+        self.combine = nn.Linear(hidden_size + encoder_size, hidden_size, bias=False)  # W_c
+        self.dropout = nn.Dropout(dropout)
+        # Tying needs the output layer's input to have the embedding's size.
+        self.pre_output = nn.Linear(hidden_size, embedding_size) if tie_embeddings else None
+        self.output = nn.Linear(embedding_size if tie_embeddings else hidden_size, vocab_size)
+        if tie_embeddings:
+            self.output.weight = self.embedding.weight
+
+    def init_state(self, encoded: Encoded) -> DecoderState:
+        """Bridge: s_0 = tanh(W_h [h_fwd; h_bwd]), c_0 = W_c [c_fwd; c_bwd], per layer."""
+        final_h, final_c = encoded.final
+        batch = final_h.size(0)
+        h = torch.tanh(self.bridge_h(final_h)).view(batch, self.num_layers, -1)  # (B, L, D)
+        c = self.bridge_c(final_c).view(batch, self.num_layers, -1)  # (B, L, D)
+        feed = h.new_zeros(batch, self.hidden_size)  # (B, D)
+        return DecoderState(h.transpose(0, 1).contiguous(), c.transpose(0, 1).contiguous(), feed)
+
+    def _embedding_gates(self, prev: Tensor) -> Tensor:
+        """The first LSTM layer's input gates from the embeddings: (..., ) ids -> (..., 4D).
+
+        Teacher forcing knows all inputs in advance, so ``forward`` computes
+        this for every step in one matrix product instead of T small ones.
+        """
+        cell = self.cells[0]
+        embedded = self.dropout(self.embedding(prev))  # (..., E)
+        weight = cell.weight_ih[:, : self.embedding.embedding_dim]  # (4D, E)
+        return F.linear(embedded, weight, cell.bias_ih + cell.bias_hh)  # (..., 4D)
+
+    def _step(
+        self, embedding_gates: Tensor, state: DecoderState, encoded: Encoded
+    ) -> tuple[Tensor, DecoderState, Tensor]:
+        first = self.cells[0]
+        feed_weight = first.weight_ih[:, self.embedding.embedding_dim :]  # (4D, D)
+        gates = (
+            embedding_gates
+            + F.linear(state.feed, feed_weight)
+            + F.linear(state.h[0], first.weight_hh)
+        )  # (B, 4D)
+        h, c = lstm_update(gates, state.c[0])  # (B, D) each
+        new_h, new_c = [h], [c]
+        for layer in range(1, self.num_layers):
+            cell = self.cells[layer]
+            x = self.dropout(h)
+            gates = F.linear(x, cell.weight_ih, cell.bias_ih + cell.bias_hh) + F.linear(
+                state.h[layer], cell.weight_hh
+            )  # (B, 4D)
+            h, c = lstm_update(gates, state.c[layer])
+            new_h.append(h)
+            new_c.append(c)
+        context, weights = self.attention(h, encoded.keys, encoded.outputs, encoded.mask)
+        output = self.dropout(torch.tanh(self.combine(torch.cat([h, context.to(h.dtype)], dim=-1))))
+        return (
+            output,
+            DecoderState(torch.stack(new_h), torch.stack(new_c), output),
+            weights,
+        )  # (B, D)
+
+    def step(
+        self, prev: Tensor, state: DecoderState, encoded: Encoded
+    ) -> tuple[Tensor, DecoderState, Tensor]:
+        """One step: previous tokens (B,) -> attentional output (B, D), new state, attention (B, S)."""
+        return self._step(self._embedding_gates(prev), state, encoded)
+
+    def logits(self, outputs: Tensor) -> Tensor:
+        """Attentional outputs (..., D) -> logits (..., V)."""
+        if self.pre_output is not None:
+            outputs = self.pre_output(outputs)  # (..., E)
+        return self.output(outputs)
+
+    def forward(self, tgt_in: Tensor, encoded: Encoded) -> Tensor:
+        """Teacher-forced loop: (B, T) -> attentional outputs (B, T, D)."""
+        state = self.init_state(encoded)
+        embedding_gates = self._embedding_gates(tgt_in)  # (B, T, 4D), all steps at once
+        outputs = []
+        for t in range(tgt_in.size(1)):
+            output, state, _ = self._step(embedding_gates[:, t], state, encoded)
+            outputs.append(output)
+        return torch.stack(outputs, dim=1)  # (B, T, D)
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self, encoder: Encoder, decoder: Decoder):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
+        encoder = Encoder(
+            src_vocab_size,
+            config.embedding_size,
+            config.encoder_hidden_size,
+            config.encoder_layers,
+            config.dropout,
+        )
+        decoder = Decoder(
+            tgt_vocab_size,
+            config.embedding_size,
+            config.decoder_hidden_size,
+            config.decoder_layers,
+            2 * config.encoder_hidden_size,
+            config.attention_size,
+            config.dropout,
+            config.tie_embeddings,
+        )
+        model = cls(encoder, decoder)
+        for parameter in model.parameters():  # OpenNMT-py's default for RNNs
+            nn.init.uniform_(parameter, -0.1, 0.1)
+        return model
+
+    def encode(self, src: Tensor, src_lengths: Tensor) -> Encoded:
+        outputs, final = self.encoder(src, src_lengths)  # (B, S, 2H)
+        keys = self.decoder.attention.project_keys(outputs)  # (B, S, A)
+        mask = length_mask(src_lengths.to(src.device), src.size(1))  # (B, S)
+        return Encoded(outputs, keys, mask, final)
+
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher-forced logits (B, T, V); the output layer runs once, after the loop."""
+        outputs = self.decoder(tgt_in, self.encode(src, src_lengths))  # (B, T, D)
+        return self.decoder.logits(outputs)  # (B, T, V)

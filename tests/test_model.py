@@ -1,0 +1,106 @@
+"""Properties of the encoder, attention and decoder on a tiny random model."""
+
+import torch
+
+from seq2seq.model import BahdanauAttention, length_mask
+from seq2seq.vocab import BOS_ID, PAD_ID
+
+
+def random_batch(lengths: list[int], vocab: int = 20, extra_pad: int = 0) -> tuple:
+    torch.manual_seed(1)
+    src = torch.full((len(lengths), max(lengths) + extra_pad), PAD_ID)
+    for row, length in enumerate(lengths):
+        src[row, :length] = torch.randint(4, vocab, (length,))
+    return src, torch.tensor(lengths)
+
+
+def test_length_mask_is_true_at_real_tokens():
+    mask = length_mask(torch.tensor([3, 1]), 4)
+    assert mask.tolist() == [[True, True, True, False], [True, False, False, False]]
+
+
+def test_attention_weights_sum_to_one_and_are_zero_on_padding():
+    torch.manual_seed(0)
+    attention = BahdanauAttention(query_size=5, key_size=6, hidden_size=4)
+    values = torch.randn(3, 7, 6)
+    mask = length_mask(torch.tensor([7, 4, 1]), 7)
+    context, weights = attention(torch.randn(3, 5), attention.project_keys(values), values, mask)
+    assert context.shape == (3, 6)
+    assert torch.allclose(weights.sum(-1), torch.ones(3))
+    assert (weights[~mask] == 0).all()
+    assert (weights[mask] > 0).all()
+
+
+def test_encoder_outputs_ignore_extra_padding(tiny_model):
+    src, lengths = random_batch([5, 3, 2])
+    padded = torch.cat([src, torch.full((3, 4), PAD_ID)], dim=1)
+    with torch.no_grad():
+        short = tiny_model.encode(src, lengths)
+        long = tiny_model.encode(padded, lengths)
+    for row, length in enumerate(lengths.tolist()):
+        assert torch.allclose(short.outputs[row, :length], long.outputs[row, :length], atol=1e-6)
+    assert torch.allclose(short.final[0], long.final[0], atol=1e-6)
+    assert (long.outputs[0, 5:] == 0).all()  # padding positions stay empty
+
+
+def test_decoder_steps_by_hand_equal_teacher_forced_forward(tiny_model):
+    src, lengths = random_batch([6, 4])
+    tgt_in = torch.tensor([[BOS_ID, 5, 6, 7, 8], [BOS_ID, 9, 10, PAD_ID, PAD_ID]])
+    with torch.no_grad():
+        forward_logits = tiny_model(src, lengths, tgt_in)  # (B, T, V)
+        encoded = tiny_model.encode(src, lengths)
+        state = tiny_model.decoder.init_state(encoded)
+        by_hand = []
+        for t in range(tgt_in.size(1)):
+            output, state, _ = tiny_model.decoder.step(tgt_in[:, t], state, encoded)
+            by_hand.append(tiny_model.decoder.logits(output))
+    assert torch.allclose(forward_logits, torch.stack(by_hand, dim=1), atol=1e-6)
+
+
+def test_decoder_state_select_reorders_hypotheses(tiny_model):
+    src, lengths = random_batch([6, 4])
+    with torch.no_grad():
+        encoded = tiny_model.encode(src, lengths)
+        state = tiny_model.decoder.init_state(encoded)
+    flipped = state.select(torch.tensor([1, 0]))
+    assert torch.equal(flipped.h[:, 0], state.h[:, 1])
+    assert torch.equal(encoded.select(torch.tensor([1, 1])).keys[0], encoded.keys[1])
+
+
+def test_tied_embeddings_share_one_tensor():
+    from seq2seq.config import ModelConfig
+    from seq2seq.model import Seq2Seq
+
+    model = Seq2Seq.from_config(ModelConfig(embedding_size=8, tie_embeddings=True), 10, 12)
+    assert model.decoder.output.weight is model.decoder.embedding.weight
+    src, lengths = random_batch([3], vocab=10)
+    assert model(src, lengths, torch.tensor([[BOS_ID, 4]])).shape == (1, 2, 12)
+
+
+def reference_logits(model, src, lengths, tgt_in):
+    """The textbook loop: nn.LSTMCell modules called step by step, as the paper writes it."""
+    decoder = model.decoder
+    encoded = model.encode(src, lengths)
+    state = decoder.init_state(encoded)
+    h, c, feed = list(state.h), list(state.c), state.feed
+    outputs = []
+    for t in range(tgt_in.size(1)):
+        x = torch.cat([decoder.embedding(tgt_in[:, t]), feed], dim=-1)
+        for layer, cell in enumerate(decoder.cells):
+            h[layer], c[layer] = cell(x, (h[layer], c[layer]))
+            x = h[layer]
+        context, _ = decoder.attention(x, encoded.keys, encoded.outputs, encoded.mask)
+        feed = torch.tanh(decoder.combine(torch.cat([x, context], dim=-1)))
+        outputs.append(feed)
+    return decoder.logits(torch.stack(outputs, dim=1))
+
+
+def test_optimized_forward_equals_textbook_loop(tiny_model):
+    src, lengths = random_batch([6, 4, 1])
+    tgt_in = torch.tensor([[BOS_ID, 5, 6, 7], [BOS_ID, 9, 10, PAD_ID], [BOS_ID, 4, PAD_ID, PAD_ID]])
+    with torch.no_grad():
+        assert torch.allclose(
+            tiny_model(src, lengths, tgt_in),
+            reference_logits(tiny_model, src, lengths, tgt_in),
+            atol=1e-5,
+        )
