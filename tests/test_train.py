@@ -1,0 +1,132 @@
+"""Training end to end on the toy task: learning, exact resume, checkpoints, W&B."""
+
+import dataclasses
+import glob
+import json
+import struct
+
+import pytest
+import torch
+
+from seq2seq import checkpoint
+from seq2seq.data import read_lines
+from seq2seq.search import decode_corpus
+from seq2seq.train import TrainingError, train
+
+from .conftest import ROOT, toy_config
+
+
+def exact_match(best_path, split: str = "test") -> float:
+    loaded = checkpoint.load_model(best_path)
+    sources = read_lines(ROOT / "data" / "toy" / f"{split}.src")
+    references = read_lines(ROOT / "data" / "toy" / f"{split}.tgt")
+    ids = [loaded.src_vocab.encode(t) for t in loaded.src_tokenizer.encode_many(sources)]
+    hypotheses = decode_corpus(loaded.model, ids, 2000, torch.device("cpu"))
+    texts = [loaded.tgt_tokenizer.decode(loaded.tgt_vocab.decode(h.tokens)) for h in hypotheses]
+    return sum(h == r for h, r in zip(texts, references, strict=True)) / len(references)
+
+
+def test_toy_task_is_learned(toy_checkpoint):
+    assert exact_match(toy_checkpoint) >= 0.95
+
+
+def with_dropout(config, dropout: float):
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, dropout=dropout))
+
+
+def test_resume_continues_exactly(tmp_path):
+    # Dropout on, so the restored RNG state matters; 3 batches per step via accumulation
+    # checks the position in the data is kept mid-epoch.
+    steps = 12
+    config = with_dropout(toy_config(valid_every=steps, batch_tokens=300, accumulate=3), 0.2)
+    straight = dataclasses.replace(
+        config, train=dataclasses.replace(config.train, max_steps=2 * steps)
+    )
+    first = dataclasses.replace(config, train=dataclasses.replace(config.train, max_steps=steps))
+    train(straight, tmp_path / "straight")
+    train(first, tmp_path / "resumed")
+    train(straight, tmp_path / "resumed", resume=True)
+    a = checkpoint.load(tmp_path / "straight" / "last.pt")
+    b = checkpoint.load(tmp_path / "resumed" / "last.pt")
+    assert a["progress"]["step"] == b["progress"]["step"] == 2 * steps
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    scores = [
+        [{k: v for k, v in e.items() if k != "minutes"} for e in run["progress"]["history"]]
+        for run in (a, b)
+    ]
+    assert scores[0] == scores[1]
+
+
+def test_checkpoint_is_plain_data(tmp_path):
+    best = train(toy_config(max_steps=5, valid_every=5), tmp_path / "run")
+    payload = torch.load(best, weights_only=True)  # never unpickles code
+    assert payload["format"] == "seq2seq-checkpoint"
+    assert payload["src_vocab"][:4] == ["<pad>", "<unk>", "<s>", "</s>"]
+    loaded = checkpoint.load_model(best)
+    assert loaded.config.model == toy_config().model
+    assert loaded.src_tokenizer.decode(loaded.src_tokenizer.encode("a b c")) == "a b c"
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert {"optimizer", "progress", "rng"} <= set(last)
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    config = toy_config(max_steps=2, valid_every=2)
+    train(config, tmp_path / "run")
+    with pytest.raises(TrainingError, match="already holds a training run.*--resume.*--overwrite"):
+        train(config, tmp_path / "run")
+    with pytest.raises(TrainingError, match="last.pt does not exist"):
+        train(config, tmp_path / "other", resume=True)
+    train(config, tmp_path / "run", overwrite=True)
+
+
+def test_resume_with_other_model_is_refused(tmp_path):
+    config = toy_config(max_steps=2, valid_every=2)
+    train(config, tmp_path / "run")
+    with pytest.raises(TrainingError, match="model section of the config differs"):
+        train(with_dropout(config, 0.3), tmp_path / "run", resume=True)
+
+
+def read_wandb_history(run_file: str) -> list[dict]:
+    """History rows of an offline W&B run (its .wandb file is a LevelDB-style record log)."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = open(run_file, "rb").read()
+    block, position, chunk, rows = 32768, 7, b"", []  # 7: the file header ":W&B" + magic + version
+    while position + 7 <= len(data):
+        left = block - position % block
+        if left < 7:  # block trailer
+            position += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        chunk += data[position + 7 : position + 7 + length]
+        position += 7 + length
+        if kind in (1, 4):  # a full record, or the last piece of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(chunk)
+            chunk = b""
+            if record.WhichOneof("record_type") == "history":
+                rows.append(
+                    {
+                        item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                        for item in record.history.item
+                    }
+                )
+    return rows
+
+
+def test_offline_wandb_run_records_metrics(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    config = toy_config(max_steps=10, valid_every=10, log_every=5)
+    config = dataclasses.replace(config, wandb=dataclasses.replace(config.wandb, mode=None))
+    train(config, tmp_path / "run")
+    (run_file,) = glob.glob(str(tmp_path / "run" / "wandb" / "offline-run-*" / "run-*.wandb"))
+    rows = read_wandb_history(run_file)
+    train_rows = [r for r in rows if "train/loss" in r]
+    assert [r["_step"] for r in train_rows] == [5, 10]
+    assert all(r["train/tokens_per_s"] > 0 and r["train/lr"] > 0 for r in train_rows)
+    valid = [r for r in rows if "valid/bleu" in r]
+    assert valid and valid[0]["_step"] == 10 and 0 <= valid[0]["valid/bleu"] <= 100
+    assert any(key.startswith("valid/samples/") for r in rows for key in r)
