@@ -1,0 +1,307 @@
+"""The ``seq2seq`` command: the only module that reads argv, prints results or exits."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
+
+
+def _train(args: argparse.Namespace) -> int:
+    from seq2seq import config as config_module
+    from seq2seq.train import Interrupted, train
+
+    config = config_module.load(args.config, args.set)
+    output_dir = Path(args.output_dir or Path("runs") / Path(args.config).stem)
+    try:
+        best = train(config, output_dir, resume=args.resume, overwrite=args.overwrite)
+    except Interrupted as interrupted:
+        print(interrupted, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(best)
+    return 0
+
+
+def _read_input(name: str) -> list[str]:
+    from seq2seq.data import decode_lines, read_lines
+
+    return decode_lines(sys.stdin.buffer.read(), "<stdin>") if name == "-" else read_lines(name)
+
+
+def _write_output(name: str, text: str) -> None:
+    """Stdout, or a file written under a temporary name and renamed: never half a file."""
+    if name == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    path = Path(name)
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _translate(args: argparse.Namespace) -> int:
+    import json
+
+    from tqdm import tqdm
+
+    from seq2seq.translate import Translator, attention_record, plot_attention
+
+    if args.n_best > args.beam:
+        raise _usage_error(f"translate: --n-best {args.n_best} exceeds --beam {args.beam}")
+    translator = Translator.from_checkpoint(args.model, args.device)
+    lines = _read_input(args.input)
+    keep_attention = bool(args.attention or args.plot_attention)
+    with tqdm(
+        total=len(lines), unit="sent", disable=not sys.stderr.isatty(), file=sys.stderr
+    ) as bar:
+        translations = translator.translate_detailed(
+            lines,
+            beam=args.beam,
+            alpha=args.alpha,
+            n_best=args.n_best,
+            batch_tokens=args.batch_tokens,
+            max_len_ratio=args.max_len_ratio,
+            keep_attention=keep_attention,
+            on_batch=bar.update,
+        )
+    if args.n_best > 1:
+        rows = []
+        for i, translation in enumerate(translations):
+            for candidate in translation.candidates:
+                rows.append(f"{i}\t{candidate.score:.4f}\t{candidate.text}\n")
+            if not translation.candidates:
+                rows.append(f"{i}\t0.0000\t\n")
+        _write_output(args.output, "".join(rows))
+    else:
+        _write_output(args.output, "".join(t.text + "\n" for t in translations))
+    if args.attention:
+        records = (
+            json.dumps(attention_record(i, t), ensure_ascii=False)
+            for i, t in enumerate(translations)
+        )
+        _write_output(args.attention, "".join(r + "\n" for r in records))
+    if args.plot_attention:
+        folder = Path(args.plot_attention)
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, translation in enumerate(translations[: args.plot_count]):
+            if translation.candidates:
+                plot_attention(translation, folder / f"attention_{i + 1:04d}.png")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from seq2seq.evaluate import evaluate_files, evaluate_model
+
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    options = dict(
+        confidence=args.confidence,
+        tokenize=args.tokenize,
+        lowercase=args.lowercase,
+    )
+    if args.model:
+        if not args.src or args.hyp:
+            raise _usage_error("evaluate: --model needs --src (and no --hyp)")
+        translate_options = dict(
+            beam=args.beam,
+            alpha=args.alpha,
+            batch_tokens=args.batch_tokens,
+            max_len_ratio=args.max_len_ratio,
+        )
+        report = evaluate_model(
+            args.model, args.src, args.ref, metrics, args.device, translate_options, **options
+        )
+        if args.output:
+            _write_output(args.output, "".join(h + "\n" for h in report.hypotheses))
+    else:
+        if not args.hyp:
+            raise _usage_error("evaluate: give --hyp FILE, or --model CKPT with --src FILE")
+        report = evaluate_files(
+            args.hyp, args.ref, metrics, args.baseline, paired_method=args.paired, **options
+        )
+    if args.json:
+        print(json.dumps(report.to_json(), indent=1, ensure_ascii=False))
+        return 0
+    for name, score in report.scores.items():
+        print(f"{score.text}")
+        print(f"  signature: {score.signature}")
+        if name in report.comparisons:
+            comparison = report.comparisons[name]
+            print(
+                f"  baseline {comparison.baseline:.2f}, p-value {comparison.p_value:.4f}"
+                f" ({'significant' if comparison.p_value < 0.05 else 'not significant'} at 0.05)"
+            )
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from seq2seq.download import download
+
+    print(download(args.corpus, args.dest or Path("data") / args.corpus, args.source))
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def _usage_error(message: str) -> Exception:
+    from seq2seq.config import ConfigError
+
+    return ConfigError(message)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors a user can cause and fix: shown as one line, not a traceback."""
+    from seq2seq.checkpoint import CheckpointError
+    from seq2seq.config import ConfigError
+    from seq2seq.data import DataError
+    from seq2seq.download import DownloadError
+    from seq2seq.evaluate import EvaluationError
+    from seq2seq.tracking import TrackingError
+    from seq2seq.train import TrainingError
+
+    return (
+        ConfigError,
+        DataError,
+        CheckpointError,
+        DownloadError,
+        EvaluationError,
+        TrackingError,
+        TrainingError,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seq2seq", description="Attentional BiLSTM translation: train, translate, evaluate."
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="only warnings and errors on stderr"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model from a YAML config")
+    train.add_argument("--config", required=True, help="YAML file (see configs/ and the README)")
+    train.add_argument(
+        "--output-dir", help="where checkpoints and logs go (default: runs/CONFIG_NAME)"
+    )
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=0.0005 (repeatable)",
+    )
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run in --output-dir from last.pt"
+    )
+    train.add_argument(
+        "--overwrite", action="store_true", help="replace a run already in --output-dir"
+    )
+    train.set_defaults(func=_train)
+
+    translate = commands.add_parser("translate", help="translate a file with a trained model")
+    translate.add_argument("--model", required=True, help="checkpoint, e.g. runs/x/best.pt")
+    translate.add_argument("--input", default="-", help="raw text, plain or .gz; - for stdin")
+    translate.add_argument("--output", default="-", help="one line per input line; - for stdout")
+    translate.add_argument("--beam", type=_positive_int, default=5, help="beam size; 1 is greedy")
+    translate.add_argument("--alpha", type=float, default=0.6, help="GNMT length penalty; 0: off")
+    translate.add_argument(
+        "--n-best",
+        type=_positive_int,
+        default=1,
+        help="write K candidates per line as TSV: line, score, text",
+    )
+    translate.add_argument(
+        "--batch-tokens", type=_positive_int, default=4000, help="source tokens per batch"
+    )
+    translate.add_argument(
+        "--max-len-ratio",
+        type=float,
+        default=2.0,
+        help="output at most R x source length + 5 tokens",
+    )
+    translate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    translate.add_argument(
+        "--attention", metavar="FILE", help="write attention matrices as JSON lines"
+    )
+    translate.add_argument("--plot-attention", metavar="DIR", help="write attention heatmaps (PNG)")
+    translate.add_argument(
+        "--plot-count", type=_positive_int, default=10, help="heatmaps for the first K lines"
+    )
+    translate.set_defaults(func=_translate)
+
+    evaluate = commands.add_parser("evaluate", help="score translations with BLEU, chrF, TER")
+    evaluate.add_argument("--hyp", help="translations to score, one per line")
+    evaluate.add_argument("--ref", action="append", required=True, help="references (repeatable)")
+    evaluate.add_argument(
+        "--metrics", default="bleu,chrf,ter", help="comma-separated: bleu, chrf, chrf++, ter"
+    )
+    evaluate.add_argument(
+        "--json", action="store_true", help="print one JSON object keyed by metric"
+    )
+    evaluate.add_argument(
+        "--confidence", action="store_true", help="bootstrap 95%% confidence intervals"
+    )
+    evaluate.add_argument(
+        "--baseline", help="paired significance test against this system's output"
+    )
+    evaluate.add_argument(
+        "--paired",
+        choices=["bs", "ar"],
+        default="bs",
+        help="paired bootstrap or approximate randomization",
+    )
+    evaluate.add_argument(
+        "--tokenize", help="BLEU tokenizer (sacrebleu's: 13a, intl, zh, none, ...)"
+    )
+    evaluate.add_argument("--lowercase", action="store_true", help="case-insensitive scoring")
+    evaluate.add_argument("--model", help="translate --src with this checkpoint, then score")
+    evaluate.add_argument("--src", help="source file for --model")
+    evaluate.add_argument("--output", help="with --model: also write the translations here")
+    evaluate.add_argument("--beam", type=_positive_int, default=5)
+    evaluate.add_argument("--alpha", type=float, default=0.6)
+    evaluate.add_argument("--batch-tokens", type=_positive_int, default=4000)
+    evaluate.add_argument("--max-len-ratio", type=float, default=2.0)
+    evaluate.add_argument("--device", default="auto")
+    evaluate.set_defaults(func=_evaluate)
+
+    download = commands.add_parser("download", help="fetch a public corpus into data/")
+    download.add_argument("corpus", choices=["multi30k"])
+    download.add_argument("--dest", help="target folder (default: data/CORPUS)")
+    download.add_argument(
+        "--from", dest="source", help="copy from this local folder instead of the web"
+    )
+    download.set_defaults(func=_download)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    try:
+        return args.func(args)
+    except _user_errors() as error:
+        print(f"seq2seq {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"seq2seq {args.command}: interrupted; no output file was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Score translation files, or translate a source file and score the result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from seq2seq.data import read_lines
+from seq2seq.metrics import Comparison, Score, corpus_score, paired_test
+from seq2seq.translate import Translator
+
+
+class EvaluationError(ValueError):
+    """Hypotheses and references cannot be scored together as given."""
+
+
+@dataclass
+class Report:
+    scores: dict[str, Score]
+    comparisons: dict[str, Comparison]  # against --baseline, when given
+    hypotheses: list[str]
+
+    def to_json(self) -> dict:
+        result = {}
+        for name, score in self.scores.items():
+            entry = {"score": score.score, "signature": score.signature, "text": score.text}
+            if score.ci_mean is not None:
+                entry["ci95"] = {"mean": score.ci_mean, "halfwidth": score.ci_halfwidth}
+            if name in self.comparisons:
+                comparison = self.comparisons[name]
+                entry["baseline"] = comparison.baseline
+                entry["p_value"] = comparison.p_value
+            result[name] = entry
+        return result
+
+
+def read_references(paths: list[str | Path], expected: int, hyp_name: str) -> list[list[str]]:
+    streams = []
+    for path in paths:
+        lines = read_lines(path)
+        if len(lines) != expected:
+            raise EvaluationError(
+                f"{hyp_name} has {expected} lines but {path} has {len(lines)}: "
+                "hypotheses and references must be line-aligned"
+            )
+        streams.append(lines)
+    return streams
+
+
+def evaluate_lines(
+    hypotheses: list[str],
+    references: list[list[str]],
+    metrics: list[str],
+    confidence: bool = False,
+    baseline: list[str] | None = None,
+    paired_method: str = "bs",
+    tokenize: str | None = None,
+    lowercase: bool = False,
+) -> Report:
+    if not hypotheses:
+        raise EvaluationError("nothing to score: the hypotheses are empty")
+    scores, comparisons = {}, {}
+    for name in metrics:
+        scores[name] = corpus_score(
+            name, hypotheses, references, confidence, tokenize=tokenize, lowercase=lowercase
+        )
+        if baseline is not None:
+            comparisons[name] = paired_test(
+                name,
+                hypotheses,
+                baseline,
+                references,
+                paired_method,
+                tokenize=tokenize,
+                lowercase=lowercase,
+            )
+    return Report(scores, comparisons, hypotheses)
+
+
+def evaluate_files(
+    hyp: str | Path,
+    refs: list[str | Path],
+    metrics: list[str],
+    baseline: str | Path | None = None,
+    **options,
+) -> Report:
+    hypotheses = read_lines(hyp)
+    references = read_references(refs, len(hypotheses), str(hyp))
+    baseline_lines = None
+    if baseline is not None:
+        baseline_lines = read_lines(baseline)
+        if len(baseline_lines) != len(hypotheses):
+            raise EvaluationError(
+                f"{hyp} has {len(hypotheses)} lines but the baseline {baseline} has {len(baseline_lines)}"
+            )
+    return evaluate_lines(hypotheses, references, metrics, baseline=baseline_lines, **options)
+
+
+def evaluate_model(
+    model: str | Path,
+    src: str | Path,
+    refs: list[str | Path],
+    metrics: list[str],
+    device: str = "auto",
+    translate_options: dict | None = None,
+    **options,
+) -> Report:
+    """Translate ``src`` with the checkpoint ``model`` and score the output."""
+    sources = read_lines(src)
+    references = read_references(refs, len(sources), str(src))
+    translator = Translator.from_checkpoint(model, device)
+    hypotheses = translator.translate(sources, **(translate_options or {}))
+    return evaluate_lines(hypotheses, references, metrics, **options)

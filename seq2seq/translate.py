@@ -1,0 +1,166 @@
+"""Translate raw text with a trained checkpoint: ``Translator.from_checkpoint(path).translate(lines)``.
+
+Lines are tokenized with the model's own tokenizer, sorted by length and
+batched by tokens, decoded (greedy for beam 1, else batched beam search),
+put back in input order and detokenized. One output per input, always: an
+empty line gives an empty translation, an over-long line is truncated with
+a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from seq2seq import checkpoint
+from seq2seq.checkpoint import LoadedModel
+from seq2seq.data import collate, token_batches
+from seq2seq.search import Hypothesis, beam_search, greedy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Candidate:
+    text: str
+    tokens: list[str]
+    log_prob: float  # sum of token log-probabilities
+    score: float  # the ranking score: log_prob / length penalty
+    attention: Tensor | None  # (output tokens + EOS, source tokens)
+
+
+@dataclass
+class Translation:
+    source_tokens: list[str]
+    candidates: list[Candidate]  # n-best, best first; empty for an empty input
+
+    @property
+    def text(self) -> str:
+        return self.candidates[0].text if self.candidates else ""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Translator:
+    def __init__(self, loaded: LoadedModel, device: str | torch.device = "cpu"):
+        self.loaded = loaded
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.model = loaded.model.to(self.device).eval()
+        # Sources longer than this are truncated: twice the longest training pair.
+        self.max_src_len = 2 * loaded.config.data.max_len
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto") -> Translator:
+        return cls(checkpoint.load_model(path), device)
+
+    def translate(self, lines: list[str], beam: int = 5, **options) -> list[str]:
+        """Translate raw lines; see ``translate_detailed`` for the options."""
+        return [t.text for t in self.translate_detailed(lines, beam=beam, **options)]
+
+    def translate_detailed(
+        self,
+        lines: list[str],
+        beam: int = 5,
+        alpha: float = 0.6,
+        n_best: int = 1,
+        batch_tokens: int = 4000,
+        max_len_ratio: float = 2.0,
+        min_len: int = 0,
+        keep_attention: bool = False,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[Translation]:
+        """Tokens, scores (and attention) of the ``n_best`` candidates of every line."""
+        if beam < 1:
+            raise ValueError(f"beam must be >= 1, got {beam}")
+        if not 1 <= n_best <= beam:
+            raise ValueError(f"n-best must be between 1 and the beam size ({beam}), got {n_best}")
+        loaded = self.loaded
+        source_tokens = loaded.src_tokenizer.encode_many(lines)
+        for number, tokens in enumerate(source_tokens, start=1):
+            if len(tokens) > self.max_src_len:
+                log.warning(
+                    "input line %d has %d tokens; translating its first %d",
+                    number,
+                    len(tokens),
+                    self.max_src_len,
+                )
+                del tokens[self.max_src_len :]
+        sources = [loaded.src_vocab.encode(tokens) for tokens in source_tokens]
+        results: list[list[Hypothesis]] = [[] for _ in lines]
+        lengths = [len(s) for s in sources]
+        nonempty = [i for i, length in enumerate(lengths) if length > 0]
+        for indices in token_batches(lengths, nonempty, batch_tokens, rng=None):
+            batch = collate(sources, None, indices).to(self.device)
+            if beam == 1:
+                found = greedy(
+                    self.model, batch.src, batch.src_lengths, max_len_ratio, keep_attention
+                )
+                nbest = [[h] for h in found]
+            else:
+                nbest = beam_search(
+                    self.model,
+                    batch.src,
+                    batch.src_lengths,
+                    beam,
+                    alpha,
+                    n_best,
+                    max_len_ratio,
+                    min_len,
+                    keep_attention,
+                )
+            for i, hypotheses in zip(indices, nbest, strict=True):
+                results[i] = hypotheses
+            if on_batch is not None:
+                on_batch(len(indices))
+        if on_batch is not None and len(nonempty) < len(lines):
+            on_batch(len(lines) - len(nonempty))
+        translations = []
+        for tokens, hypotheses in zip(source_tokens, results, strict=True):
+            candidates = []
+            for h in hypotheses:
+                output_tokens = loaded.tgt_vocab.decode(h.tokens)
+                text = loaded.tgt_tokenizer.decode(output_tokens)
+                candidates.append(Candidate(text, output_tokens, h.log_prob, h.score, h.attention))
+            translations.append(Translation(tokens, candidates))
+        return translations
+
+
+def attention_record(index: int, translation: Translation) -> dict:
+    """One JSON-lines record: source tokens, output tokens (+ EOS) and the attention matrix."""
+    best = translation.candidates[0] if translation.candidates else None
+    matrix = best.attention.tolist() if best is not None and best.attention is not None else []
+    return {
+        "line": index + 1,
+        "source": translation.source_tokens,
+        "output": (best.tokens + ["</s>"]) if best is not None else [],
+        "attention": matrix,  # rows: output tokens, columns: source tokens
+    }
+
+
+def plot_attention(translation: Translation, path: Path) -> None:
+    """Heatmap PNG of the best candidate's attention (needs matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    record = attention_record(0, translation)
+    rows, columns = len(record["output"]), len(record["source"])
+    figure, axes = plt.subplots(figsize=(max(4, 0.45 * columns + 1.5), max(3, 0.4 * rows + 1.5)))
+    axes.imshow(record["attention"] or [[0.0]], cmap="Greys", vmin=0, vmax=1, aspect="auto")
+    axes.set_xticks(range(columns), record["source"], rotation=60, ha="right", fontsize=8)
+    axes.set_yticks(range(rows), record["output"], fontsize=8)
+    axes.set_xlabel("source")
+    axes.set_ylabel("output")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

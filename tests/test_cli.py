@@ -1,0 +1,60 @@
+"""The ``seq2seq`` command, run as a user runs it."""
+
+import subprocess
+import sys
+
+from .conftest import ROOT
+
+
+def run(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "seq2seq", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_train_runs_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    result = run(
+        "train",
+        "--config",
+        "configs/toy.yaml",
+        "--output-dir",
+        str(out),
+        "--set",
+        "train.max_steps=20",
+        "--set",
+        "train.valid_every=10",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(out / "best.pt")
+    assert {"best.pt", "last.pt", "config.yaml", "train.log"} <= {p.name for p in out.iterdir()}
+    assert "validation at step 20" in (out / "train.log").read_text()
+
+
+def test_config_error_is_one_line(tmp_path):
+    result = run(
+        "train",
+        "--config",
+        "configs/toy.yaml",
+        "--output-dir",
+        str(tmp_path),
+        "--set",
+        "model.dropuot=0.1",
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "seq2seq train: error: configs/toy.yaml (with --set): model.dropuot: "
+        "unknown key (did you mean dropout?)"
+    ]
+
+
+def test_download_from_missing_folder_says_what_to_do(tmp_path):
+    result = run(
+        "download", "multi30k", "--dest", str(tmp_path / "d"), "--from", str(tmp_path / "nope")
+    )
+    assert result.returncode == 1
+    assert "no such file" in result.stderr and "--from" in result.stderr

@@ -1,0 +1,54 @@
+"""Imports flow one way: data -> model -> search -> train/translate/evaluate -> cli."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "seq2seq"
+
+# Each module's layer; a module may import only modules of a lower layer.
+LAYERS = {
+    "config": 0,
+    "vocab": 0,
+    "tokenize": 0,
+    "download": 0,
+    "metrics": 0,
+    "tracking": 1,
+    "data": 1,
+    "model": 2,
+    "checkpoint": 3,
+    "search": 3,
+    "train": 4,
+    "translate": 4,
+    "evaluate": 5,  # --model translates first
+    "cli": 6,
+    "__main__": 7,
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("seq2seq"):
+            parts = node.module.split(".")
+            names |= {parts[1]} if len(parts) > 1 else {alias.name for alias in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {a.name.split(".")[1] for a in node.names if a.name.startswith("seq2seq.")}
+    return names
+
+
+def test_imports_flow_one_way():
+    for path in PACKAGE.glob("*.py"):
+        if path.stem == "__init__":
+            continue
+        assert path.stem in LAYERS, f"add {path.stem} to LAYERS"
+        for name in imported_modules(path):
+            assert LAYERS[name] < LAYERS[path.stem], f"{path.stem} imports {name}"
+
+
+def test_model_does_not_pull_in_heavy_modules():
+    import subprocess
+    import sys
+
+    code = "import sys, seq2seq.model; print(any(m in sys.modules for m in ('spacy', 'matplotlib', 'wandb')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

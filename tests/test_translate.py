@@ -1,0 +1,106 @@
+"""Translating raw text and files: one output line per input line, in order."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from seq2seq.translate import Translator
+
+from .conftest import ROOT
+
+AWKWARD = [
+    "a b c",
+    "",
+    "   ",
+    " ".join("abcdefghijklmnopqrst" * 30),  # far longer than the model's limit
+    "日本語 Ελληνικά русский",
+    "t s r q",
+    "!!! 123 🙂",
+]
+
+
+@pytest.fixture(scope="module")
+def translator(toy_checkpoint):
+    return Translator.from_checkpoint(toy_checkpoint, device="cpu")
+
+
+def test_python_api_translates_the_toy_task(translator):
+    assert translator.translate(["a b c d", "q r s"], beam=5) == ["d c b a", "s r q"]
+    assert translator.translate(["a b c d"], beam=1) == ["d c b a"]
+
+
+def test_one_output_per_input_in_order(translator):
+    for beam in (1, 3):
+        outputs = translator.translate(AWKWARD, beam=beam)
+        assert len(outputs) == len(AWKWARD)
+        assert outputs[1] == outputs[2] == ""
+        assert outputs[0] == "c b a" and outputs[5] == "q r s t"
+
+
+def test_detailed_results_carry_tokens_scores_attention(translator):
+    (result,) = translator.translate_detailed(["a b c"], beam=4, n_best=3, keep_attention=True)
+    assert len(result.candidates) == 3
+    best = result.candidates[0]
+    assert best.tokens == ["c", "b", "a"] and best.score <= 0
+    assert best.attention.shape == (4, 3)
+
+
+def test_bad_options_are_refused(translator):
+    with pytest.raises(ValueError, match="n-best"):
+        translator.translate_detailed(["a"], beam=2, n_best=3)
+    with pytest.raises(ValueError, match="beam"):
+        translator.translate(["a"], beam=0)
+
+
+def run_cli(*args, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "seq2seq", "translate", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+def test_cli_file_to_file_with_attention(toy_checkpoint, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(AWKWARD) + "\n", encoding="utf-8")
+    out, attention, plots = tmp_path / "out.txt", tmp_path / "att.jsonl", tmp_path / "plots"
+    result = run_cli(
+        "--model",
+        str(toy_checkpoint),
+        "--input",
+        str(source),
+        "--output",
+        str(out),
+        "--attention",
+        str(attention),
+        "--plot-attention",
+        str(plots),
+        "--plot-count",
+        "2",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = out.read_text(encoding="utf-8").split("\n")
+    assert lines[-1] == "" and len(lines) - 1 == len(AWKWARD)
+    assert "input line 4 has" in result.stderr  # the truncation warning
+    records = [json.loads(line) for line in attention.read_text().splitlines()]
+    assert len(records) == len(AWKWARD) and records[0]["source"] == ["a", "b", "c"]
+    assert len(records[0]["attention"]) == len(records[0]["output"])
+    assert sorted(p.name for p in plots.iterdir()) == ["attention_0001.png"]  # line 2 is empty
+
+
+def test_cli_in_a_pipe_and_nbest(toy_checkpoint, tmp_path):
+    result = run_cli("--model", str(toy_checkpoint), "--beam", "3", stdin="a b\n\nc d e\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "b a\n\ne d c\n"
+    shell = f"printf 'a b\\nc d e\\n' | {sys.executable} -m seq2seq translate --model {toy_checkpoint} > {tmp_path}/o"
+    subprocess.run(shell, shell=True, check=True, cwd=ROOT, timeout=120)
+    assert (tmp_path / "o").read_text() == "b a\ne d c\n"
+    nbest = run_cli("--model", str(toy_checkpoint), "--beam", "3", "--n-best", "2", stdin="a b\n")
+    rows = [line.split("\t") for line in nbest.stdout.splitlines()]
+    assert len(rows) == 2 and rows[0][0] == rows[1][0] == "0" and rows[0][2] == "b a"
+    assert float(rows[0][1]) >= float(rows[1][1])
