@@ -1,0 +1,181 @@
+"""Speed of the reference model on Multi30k: training and decoding, one table.
+
+    python scripts/bench.py [--config configs/multi30k_de_en.yaml] [--model runs/x/best.pt] [--quick]
+
+Measures, each in a fresh subprocess (so peak memory is per setting):
+- the matrix-multiply peak of this machine (fp32 and bf16, GFLOP/s);
+- training throughput in target tokens/s for fp32 and bf16 autocast, the
+  model's FLOPs per target token (counted from its shapes, forward + backward
+  = 3x forward) and the fraction of the matmul peak that achieves;
+- peak resident memory of each training run;
+- with --model, decoding of test_2016_flickr (1,000 sentences), batched,
+  greedy and beam 5, in sentences/s.
+--quick uses fewer steps and 200 test sentences and finishes within a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def matmul_peak(dtype_name: str, size: int = 2048, seconds: float = 2.0) -> float:
+    import torch
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    runs, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        runs += 1
+    return 2 * size**3 * runs / (time.perf_counter() - start) / 1e9
+
+
+def forward_flops_per_target_token(
+    model_config, src_vocab: int, tgt_vocab: int, ratio: float
+) -> float:
+    """Multiply-adds x 2 of one forward pass, per target token; ``ratio`` = source/target tokens."""
+    E, H = model_config.embedding_size, model_config.encoder_hidden_size
+    D, A = model_config.decoder_hidden_size, model_config.attention_size
+    L_enc, L_dec = model_config.encoder_layers, model_config.decoder_layers
+    encoder = 2 * 2 * 4 * H * (E + H) + (L_enc - 1) * 2 * 2 * 4 * H * (
+        2 * H + H
+    )  # per source token
+    keys = 2 * 2 * H * A  # per source token
+    decoder = 2 * 4 * D * (E + D + D) + (L_dec - 1) * 2 * 4 * D * (2 * D)
+    attention = 2 * D * A  # query projection (scores and context are O(S*A), small)
+    combine = 2 * (D + 2 * H) * D
+    output = 2 * D * tgt_vocab + (2 * D * E if model_config.tie_embeddings else 0)
+    return (encoder + keys) * ratio + decoder + attention + combine + output
+
+
+def train_worker(config_path: str, precision: str, steps: int, warmup: int) -> dict:
+    import torch
+
+    from seq2seq import config as config_module
+    from seq2seq.data import build_training_data, collate, epoch_batches
+    from seq2seq.model import Seq2Seq
+    from seq2seq.train import autocast_dtype, token_loss_sum
+
+    config = config_module.load(config_path)
+    data = build_training_data(config.data)
+    torch.manual_seed(0)
+    model = Seq2Seq.from_config(config.model, len(data.src_vocab), len(data.tgt_vocab))
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
+    batches = epoch_batches(
+        data.train_src, data.train_tgt, data.train_indices, config.train.batch_tokens, 0, 0
+    )
+    dtype = autocast_dtype(precision)
+    tokens = src_tokens = 0
+    for i, indices in enumerate(batches[: warmup + steps]):
+        if i == warmup:
+            start, tokens, src_tokens = time.perf_counter(), 0, 0
+        batch = collate(data.train_src, data.train_tgt, indices)
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+        loss = token_loss_sum(logits, batch.tgt_out, 0.1) / batch.n_tokens
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        tokens += batch.n_tokens
+        src_tokens += int(batch.src_lengths.sum())
+    seconds = time.perf_counter() - start
+    flops = 3 * forward_flops_per_target_token(
+        config.model, len(data.src_vocab), len(data.tgt_vocab), src_tokens / tokens
+    )
+    return {
+        "tokens_per_s": tokens / seconds,
+        "flops_per_token": flops,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def decode_worker(model_path: str, source: str, limit: int, beam: int) -> dict:
+    from seq2seq.data import read_lines
+    from seq2seq.translate import Translator
+
+    translator = Translator.from_checkpoint(model_path, device="cpu")
+    lines = read_lines(source)[:limit]
+    translator.translate(lines[:20], beam=beam)  # warm-up
+    start = time.perf_counter()
+    results = translator.translate_detailed(lines, beam=beam)
+    seconds = time.perf_counter() - start
+    tokens = sum(len(r.candidates[0].tokens) + 1 for r in results if r.candidates)
+    return {
+        "sentences_per_s": len(lines) / seconds,
+        "tokens_per_s": tokens / seconds,
+        "seconds": seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def in_subprocess(*args: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", *args], capture_output=True, text=True, cwd=ROOT
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"worker {args} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/multi30k_de_en.yaml")
+    parser.add_argument("--model", help="checkpoint for the decoding rows")
+    parser.add_argument("--source", default="data/multi30k/test_2016_flickr.de.gz")
+    parser.add_argument("--quick", action="store_true", help="about a minute in all")
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        kind, *rest = args.worker
+        if kind == "peak":
+            result = {"gflops": matmul_peak(rest[0])}
+        elif kind == "train":
+            result = train_worker(rest[0], rest[1], int(rest[2]), int(rest[3]))
+        else:
+            result = decode_worker(rest[0], rest[1], int(rest[2]), int(rest[3]))
+        print(json.dumps(result))
+        return
+
+    import torch
+
+    steps, warmup = (15, 3) if args.quick else (80, 5)
+    limit = 200 if args.quick else 1000
+    print(
+        f"machine: {torch.get_num_threads()} threads, torch {torch.__version__}; config {args.config}"
+    )
+    peaks = {p: in_subprocess("peak", p)["gflops"] for p in ("fp32", "bf16")}
+    print(f"matmul peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s\n")
+    print(
+        f"{'training':<10} {'tgt tok/s':>10} {'MFLOP/tok':>10} {'GFLOP/s':>8} {'% fp32 peak':>11} {'% own peak':>10} {'peak MB':>8}"
+    )
+    for precision in ("fp32", "bf16"):
+        r = in_subprocess("train", args.config, precision, str(steps), str(warmup))
+        achieved = r["tokens_per_s"] * r["flops_per_token"] / 1e9
+        print(
+            f"{precision:<10} {r['tokens_per_s']:10.0f} {r['flops_per_token'] / 1e6:10.1f} {achieved:8.0f}"
+            f" {100 * achieved / peaks['fp32']:10.0f}% {100 * achieved / peaks[precision]:9.0f}% {r['peak_rss_mb']:8.0f}"
+        )
+    if args.model:
+        print(
+            f"\n{'decoding':<10} {'sent/s':>10} {'tok/s':>10} {'seconds':>8} {'peak MB':>8}   ({limit} sentences, batched)"
+        )
+        for beam in (1, 5):
+            r = in_subprocess("decode", args.model, args.source, str(limit), str(beam))
+            name = "greedy" if beam == 1 else f"beam {beam}"
+            print(
+                f"{name:<10} {r['sentences_per_s']:10.1f} {r['tokens_per_s']:10.0f} {r['seconds']:8.2f} {r['peak_rss_mb']:8.0f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
