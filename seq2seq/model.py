@@ -131,7 +131,9 @@ class BahdanauAttention(nn.Module):
         self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor
     ) -> tuple[Tensor, Tensor]:
         query = self.query_proj(query).unsqueeze(1)  # (B, 1, A)
-        scores = self.v(torch.tanh(query + keys)).squeeze(-1)  # (B, S)
+        scores = self.v((query + keys).tanh_()).squeeze(
+            -1
+        )  # (B, S); tanh in place: one temporary less
         scores = scores.masked_fill(~mask, float("-inf"))
         weights = torch.softmax(scores.float(), dim=-1)  # (B, S) in fp32, exactly 0 at padding
         context = torch.bmm(weights.unsqueeze(1).to(values.dtype), values).squeeze(1)  # (B, 2H)
@@ -189,16 +191,34 @@ class Decoder(nn.Module):
         weight = cell.weight_ih[:, : self.embedding.embedding_dim]  # (4D, E)
         return F.linear(embedded, weight, cell.bias_ih + cell.bias_hh)  # (..., 4D)
 
+    def _recurrent_weight(self) -> Tensor:
+        """[W_feed W_hh] (4D, 2D): the feed and hidden-state products of a step as one matmul."""
+        cell = self.cells[0]
+        return torch.cat([cell.weight_ih[:, self.embedding.embedding_dim :], cell.weight_hh], dim=1)
+
+    def _inference_weights(self) -> tuple[Tensor, Tensor]:
+        """For decoding without gradients: the embedding gates of every vocabulary entry (V, 4D),
+        looked up instead of multiplied, and the recurrent weight; rebuilt when a weight changes."""
+        cell = self.cells[0]
+        tensors = (
+            self.embedding.weight,
+            cell.weight_ih,
+            cell.weight_hh,
+            cell.bias_ih,
+            cell.bias_hh,
+        )
+        key = tuple((t.data_ptr(), t._version) for t in tensors)
+        if getattr(self, "_cache_key", None) != key:
+            weight = cell.weight_ih[:, : self.embedding.embedding_dim]
+            table = F.linear(self.embedding.weight, weight, cell.bias_ih + cell.bias_hh)  # (V, 4D)
+            self._cache, self._cache_key = (table.float(), self._recurrent_weight()), key
+        return self._cache
+
     def _step(
-        self, embedding_gates: Tensor, state: DecoderState, encoded: Encoded
+        self, embedding_gates: Tensor, recurrent: Tensor, state: DecoderState, encoded: Encoded
     ) -> tuple[Tensor, DecoderState, Tensor]:
-        first = self.cells[0]
-        feed_weight = first.weight_ih[:, self.embedding.embedding_dim :]  # (4D, D)
-        gates = (
-            embedding_gates
-            + F.linear(state.feed, feed_weight)
-            + F.linear(state.h[0], first.weight_hh)
-        )  # (B, 4D)
+        previous = torch.cat([state.feed, state.h[0].to(state.feed.dtype)], dim=-1)  # (B, 2D)
+        gates = embedding_gates + F.linear(previous, recurrent)  # (B, 4D)
         h, c = lstm_update(gates, state.c[0])  # (B, D) each
         new_h, new_c = [h], [c]
         for layer in range(1, self.num_layers):
@@ -222,7 +242,10 @@ class Decoder(nn.Module):
         self, prev: Tensor, state: DecoderState, encoded: Encoded
     ) -> tuple[Tensor, DecoderState, Tensor]:
         """One step: previous tokens (B,) -> attentional output (B, D), new state, attention (B, S)."""
-        return self._step(self._embedding_gates(prev), state, encoded)
+        if self.training or torch.is_grad_enabled():
+            return self._step(self._embedding_gates(prev), self._recurrent_weight(), state, encoded)
+        table, recurrent = self._inference_weights()
+        return self._step(F.embedding(prev, table), recurrent, state, encoded)
 
     def logits(self, outputs: Tensor) -> Tensor:
         """Attentional outputs (..., D) -> logits (..., V)."""
@@ -234,9 +257,10 @@ class Decoder(nn.Module):
         """Teacher-forced loop: (B, T) -> attentional outputs (B, T, D)."""
         state = self.init_state(encoded)
         embedding_gates = self._embedding_gates(tgt_in)  # (B, T, 4D), all steps at once
+        recurrent = self._recurrent_weight()  # (4D, 2D), concatenated once per batch
         outputs = []
         for t in range(tgt_in.size(1)):
-            output, state, _ = self._step(embedding_gates[:, t], state, encoded)
+            output, state, _ = self._step(embedding_gates[:, t], recurrent, state, encoded)
             outputs.append(output)
         return torch.stack(outputs, dim=1)  # (B, T, D)
 

@@ -46,40 +46,47 @@ def greedy(
     max_len_ratio: float = 2.0,
     keep_attention: bool = False,
 ) -> list[Hypothesis]:
-    """Pick the most probable token at each step until EOS or the length limit."""
+    """Pick the most probable token at each step until EOS or the length limit.
+
+    A sentence that has ended leaves the batch, so it costs nothing afterwards.
+    """
+    device, batch = src.device, src.size(0)
     encoded = model.encode(src, src_lengths)
-    batch = src.size(0)
-    limits = max_lengths(src_lengths, max_len_ratio).to(src.device)  # (B,)
     state = model.decoder.init_state(encoded)
-    prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=src.device)  # (B,)
-    finished = torch.zeros(batch, dtype=torch.bool, device=src.device)  # (B,)
-    scores = torch.zeros(batch, device=src.device)  # (B,)
-    tokens, attentions = [], []
-    for t in range(int(limits.max()) + 1):
+    limits = max_lengths(src_lengths, max_len_ratio).to(device)  # (B,)
+    steps = int(limits.max()) + 1
+    tokens = torch.full((batch, steps), EOS_ID, dtype=torch.long, device=device)  # (B, N)
+    attention = torch.zeros((batch, steps, src.size(1)), device=device) if keep_attention else None
+    scores = torch.zeros(batch, device=device)  # (B,)
+    active = torch.arange(batch, device=device)  # (B',) sentences still decoding
+    prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)  # (B',)
+    for t in range(steps):
         output, state, weights = model.decoder.step(prev, state, encoded)
-        log_probs = next_log_probs(model, output)  # (B, V)
-        best_scores, best = log_probs.max(dim=-1)  # (B,)
-        best = best.masked_fill(limits <= t, EOS_ID)  # at the limit, EOS is the only option
-        best_scores = torch.where(limits <= t, log_probs[:, EOS_ID], best_scores)
-        best = best.masked_fill(finished, EOS_ID)
-        scores += best_scores.masked_fill(finished, 0.0)
-        tokens.append(best)
-        if keep_attention:
-            attentions.append(weights)
-        finished |= best == EOS_ID
-        if bool(finished.all()):
-            break
+        log_probs = next_log_probs(model, output)  # (B', V)
+        best_scores, best = log_probs.max(dim=-1)  # (B',)
+        at_limit = limits[active] <= t  # there, EOS is the only option
+        best = best.masked_fill(at_limit, EOS_ID)
+        best_scores = torch.where(at_limit, log_probs[:, EOS_ID], best_scores)
+        tokens[active, t] = best
+        scores.index_add_(0, active, best_scores)
+        if attention is not None:
+            attention[active, t] = weights.float()
+        ended = best == EOS_ID  # (B',)
+        if bool(ended.any()):
+            left = (~ended).nonzero().squeeze(1)  # (B'',)
+            if left.numel() == 0:
+                break
+            active, best = active[left], best[left]
+            state, encoded = state.select(left), encoded.select(left)
         prev = best
-    ids = torch.stack(tokens, dim=1).tolist()  # (B, N)
-    stacked = torch.stack(attentions, dim=1) if keep_attention else None  # (B, N, S)
     hypotheses = []
-    for i, row in enumerate(ids):
-        length = row.index(EOS_ID) if EOS_ID in row else len(row)
-        attention = None
-        if stacked is not None:
-            attention = stacked[i, : length + 1, : int(src_lengths[i])].cpu()
+    for i, row in enumerate(tokens.tolist()):
+        length = row.index(EOS_ID)
+        weights = None
+        if attention is not None:
+            weights = attention[i, : length + 1, : int(src_lengths[i])].cpu()
         score = float(scores[i])
-        hypotheses.append(Hypothesis(row[:length], score, score, attention))
+        hypotheses.append(Hypothesis(row[:length], score, score, weights))
     return hypotheses
 
 
@@ -117,6 +124,7 @@ def beam_search(
     encoded = encoded.select(rows)
     state = model.decoder.init_state(encoded)
     limits = max_lengths(src_lengths, max_len_ratio).to(device)  # (B,)
+    limit_list = limits.tolist()
     active = torch.arange(batch, device=device)  # (B',) original index of each sentence left
     scores = torch.full((batch, k), float("-inf"), device=device)  # (B', K)
     scores[:, 0] = 0.0  # all beams start equal: expand only the first
@@ -176,8 +184,7 @@ def beam_search(
         state = state.select(keep_rows)
         scores, prev = keep_scores, keep_tokens
         done = torch.tensor(
-            [len(finished[int(s)]) >= k or int(limits[s]) <= t for s in active.tolist()],
-            device=device,
+            [len(finished[s]) >= k or limit_list[s] <= t for s in active.tolist()], device=device
         )  # (B',)
         if bool(done.any()):
             left = (~done).nonzero().squeeze(1)  # (B'',)
