@@ -1,41 +1,43 @@
 """Training: ``train(config, output_dir)`` reads top to bottom.
 
 batch -> forward (teacher forcing) -> loss -> backward -> clip -> step -> log,
-validating every ``train.valid_every`` steps (loss, perplexity, greedy BLEU),
-keeping ``best.pt`` and ``last.pt``. ``resume=True`` continues from
+validating every ``train.valid_every`` steps (loss, perplexity, greedy BLEU)
+and keeping ``best.pt`` and ``last.pt``. ``resume=True`` continues from
 ``last.pt`` exactly: weights, optimizer, schedule, step, RNG state and the
-position in the data.
+position in the data. Under ``torchrun`` each rank trains on its share of
+every step's batches (see ``distributed.py``).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-import random
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from contextlib import nullcontext
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from seq2seq import checkpoint
+from seq2seq import checkpoint, distributed
 from seq2seq import config as config_module
 from seq2seq.config import Config, TrainConfig
 from seq2seq.data import Batch, TrainingData, build_training_data, collate, epoch_batches
-from seq2seq.metrics import bleu
 from seq2seq.model import Seq2Seq
-from seq2seq.search import decode_corpus
+from seq2seq.schedule import Progress, learning_rate, record_validation
+from seq2seq.tokenize import from_data
 from seq2seq.tracking import Tracker
-from seq2seq.vocab import PAD_ID
+from seq2seq.validate import token_loss_sum, validate
+from seq2seq.vocab import Vocab
 
 log = logging.getLogger(__name__)
 
-MAX_BAD_STEPS = 20  # consecutive non-finite losses before training gives up
+MAX_BAD_STEPS = 20  # non-finite losses before training gives up
 
 
 class TrainingError(RuntimeError):
@@ -46,59 +48,37 @@ class Interrupted(Exception):
     """Ctrl-C or SIGTERM arrived; ``last.pt`` has been saved."""
 
 
-@dataclass
-class Progress:
-    """Everything besides weights and optimizer that an exact resume needs."""
+class TeacherForcing(nn.Module):
+    """The training forward pass as one module, so DistributedDataParallel can wrap it.
 
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0  # next batch to read in this epoch
-    elapsed: float = 0.0  # seconds of training so far
-    lr_scale: float = 1.0  # reduce-on-plateau multiplier
-    best: float | None = None  # best validation score so far
-    validations_since_best: int = 0
-    bad_steps: int = 0  # non-finite losses skipped, in total
-    wandb_run_id: str | None = None
-    history: list[dict] = field(default_factory=list)  # one entry per validation
+    With ``ratio`` < 1 (scheduled sampling), each input token is the gold one
+    with that probability and otherwise the model's own previous guess.
+    """
 
+    def __init__(self, model: Seq2Seq):
+        super().__init__()
+        self.model = model
 
-def learning_rate(config: TrainConfig, step: int, lr_scale: float) -> float:
-    """The learning rate for optimizer step ``step`` (0-based)."""
-    warmup = config.warmup_steps
-    factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
-    if config.lr_schedule == "inverse_sqrt":
-        factor *= math.sqrt(max(warmup, 1) / max(step + 1, warmup, 1))
-    elif config.lr_schedule == "cosine" and step >= warmup:
-        progress = min(1.0, (step - warmup) / max(1, config.max_steps - warmup))
-        low = config.min_lr / config.lr
-        factor = low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
-    return max(config.lr * factor * lr_scale, min(config.min_lr, config.lr))
-
-
-def higher_is_better(metric: str) -> bool:
-    return metric == "bleu"
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"train.device is {name} but CUDA is not available; use auto or cpu")
-    return device
-
-
-def autocast_dtype(precision: str) -> torch.dtype | None:
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    def forward(self, src, src_lengths, tgt_in, ratio: float) -> torch.Tensor:
+        if ratio >= 1.0:
+            return self.model(src, src_lengths, tgt_in)  # (B, T, V)
+        decoder = self.model.decoder
+        encoded = self.model.encode(src, src_lengths)
+        state = decoder.init_state(encoded)
+        prev, steps = tgt_in[:, 0], []  # BOS
+        for t in range(tgt_in.size(1)):
+            output, state, _ = decoder.step(prev, state, encoded)
+            steps.append(decoder.logits(output))  # (B, V)
+            if t + 1 < tgt_in.size(1):
+                gold = torch.rand(prev.size(0), device=prev.device) < ratio
+                prev = torch.where(gold, tgt_in[:, t + 1], steps[-1].argmax(-1))
+        return torch.stack(steps, dim=1)  # (B, T, V)
 
 
 def batch_stream(
     data: TrainingData, config: TrainConfig, progress: Progress
-) -> Iterator[tuple[int, int, Batch]]:
-    """Endless training batches from the saved position on.
-
-    Yields (epoch, batch index) of the position after the batch, then the batch.
-    """
+) -> Iterator[tuple[tuple[int, int], Batch]]:
+    """Endless training batches from the saved position on, each with the position after it."""
     epoch, start = progress.epoch, progress.batch_in_epoch
     while True:
         batches = epoch_batches(
@@ -110,98 +90,52 @@ def batch_stream(
             epoch,
         )
         for index in range(start, len(batches)):
-            batch = collate(data.train_src, data.train_tgt, batches[index])
-            if index + 1 < len(batches):
-                yield epoch, index + 1, batch
-            else:
-                yield epoch + 1, 0, batch
+            after = (epoch, index + 1) if index + 1 < len(batches) else (epoch + 1, 0)
+            yield after, collate(data.train_src, data.train_tgt, batches[index])
         epoch, start = epoch + 1, 0
 
 
-def token_loss_sum(
-    logits: torch.Tensor, tgt_out: torch.Tensor, label_smoothing: float
-) -> torch.Tensor:
-    """Summed cross-entropy over real target tokens; logits (B, T, V), tgt_out (B, T)."""
-    return F.cross_entropy(
-        logits.float().flatten(0, 1),  # (B*T, V)
-        tgt_out.flatten(),  # (B*T,)
-        ignore_index=PAD_ID,
-        label_smoothing=label_smoothing,
-        reduction="sum",
-    )
-
-
-def forward_logits(model: Seq2Seq, batch: Batch, teacher_forcing_ratio: float) -> torch.Tensor:
-    """Logits (B, T, V); with ratio < 1 (scheduled sampling) some inputs are the model's own guesses."""
-    if teacher_forcing_ratio >= 1.0:
-        return model(batch.src, batch.src_lengths, batch.tgt_in)
-    encoded = model.encode(batch.src, batch.src_lengths)
-    state = model.decoder.init_state(encoded)
-    prev = batch.tgt_in[:, 0]  # (B,) BOS
-    steps = []
-    for t in range(batch.tgt_in.size(1)):
-        output, state, _ = model.decoder.step(prev, state, encoded)
-        logits = model.decoder.logits(output)  # (B, V)
-        steps.append(logits)
-        if t + 1 < batch.tgt_in.size(1):
-            use_gold = torch.rand(prev.size(0), device=prev.device) < teacher_forcing_ratio
-            prev = torch.where(use_gold, batch.tgt_in[:, t + 1], logits.argmax(-1))
-    return torch.stack(steps, dim=1)  # (B, T, V)
-
-
-@torch.no_grad()
-def validate(model: Seq2Seq, data: TrainingData, config: TrainConfig, device: torch.device) -> dict:
-    """Validation loss and perplexity (teacher forcing, no smoothing) and greedy BLEU."""
-    model.eval()
-    dtype = autocast_dtype(config.precision)
-    pairs = [
-        i for i, (s, t) in enumerate(zip(data.valid_src, data.valid_tgt, strict=True)) if s and t
-    ]
-    total_loss, total_tokens = 0.0, 0
-    for start in range(0, len(pairs), 64):
-        batch = collate(data.valid_src, data.valid_tgt, pairs[start : start + 64]).to(device)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            logits = model(batch.src, batch.src_lengths, batch.tgt_in)
-        total_loss += float(token_loss_sum(logits, batch.tgt_out, 0.0))
-        total_tokens += batch.n_tokens
-    hypotheses = decode_corpus(
-        model, data.valid_src, 4 * config.batch_tokens, device, config.valid_max_len_ratio, dtype
-    )
-    texts = [data.tgt_tokenizer.decode(data.tgt_vocab.decode(h.tokens)) for h in hypotheses]
-    model.train()
-    loss = total_loss / max(total_tokens, 1)
-    return {
-        "loss": loss,
-        "ppl": math.exp(min(loss, 100.0)),
-        "bleu": bleu(texts, data.valid_ref_lines).score,
-        "hypotheses": texts,
-    }
-
-
-def _check_output_dir(output_dir: Path, config: Config, resume: bool, overwrite: bool) -> None:
+def _check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:
     last = output_dir / "last.pt"
-    if resume:
-        if not last.exists():
-            raise TrainingError(f"--resume: {last} does not exist; start without --resume")
-        return
-    if last.exists() and not overwrite:
+    if resume and not last.exists():
+        raise TrainingError(f"--resume: {last} does not exist; start without --resume")
+    if not resume and last.exists() and not overwrite:
         raise TrainingError(
             f"{output_dir} already holds a training run ({last.name}); "
             "add --resume to continue it, --overwrite to replace it, or choose another --output-dir"
         )
 
 
-def _restore(payload: dict, config: Config, output_dir: Path) -> tuple[Progress, tuple]:
-    stored = config_module.from_dict(payload["config"], where=f"{output_dir / 'last.pt'}")
-    for section in ("data", "model"):
-        if getattr(stored, section) != getattr(config, section):
-            raise TrainingError(
-                f"--resume: the {section} section of the config differs from the run in {output_dir}; "
-                "resume with the same data and model settings or start a new --output-dir"
-            )
-    loaded = checkpoint.load_model(output_dir / "last.pt", payload)
-    stored_parts = (loaded.src_tokenizer, loaded.tgt_tokenizer, loaded.src_vocab, loaded.tgt_vocab)
-    return Progress(**payload["progress"]), stored_parts
+def _load_data(config: Config, payload: dict | None, output_dir: Path) -> TrainingData:
+    """Tokenizers and vocabularies: from ``last.pt`` when resuming, else built (by rank 0 only)."""
+    if payload is not None:
+        saved = config_module.from_dict(payload["config"], where=str(output_dir / "last.pt"))
+        for section in ("data", "model"):
+            if getattr(saved, section) != getattr(config, section):
+                raise TrainingError(
+                    f"--resume: the {section} section of the config differs from the run in "
+                    f"{output_dir}; resume with the same data and model settings or start a new --output-dir"
+                )
+        parts = [payload[k] for k in ("src_tokenizer", "tgt_tokenizer", "src_vocab", "tgt_vocab")]
+    elif distributed.world_size() == 1:
+        return build_training_data(config.data)
+    else:  # SentencePiece training is not bit-reproducible across processes: rank 0 shares its own
+        data = build_training_data(config.data) if distributed.is_main() else None
+        parts = distributed.broadcast(
+            [
+                data.src_tokenizer.to_data(),
+                data.tgt_tokenizer.to_data(),
+                data.src_vocab.tokens,
+                data.tgt_vocab.tokens,
+            ]
+            if data is not None
+            else None
+        )
+        if data is not None:
+            return data
+    src_tok, tgt_tok, src_vocab, tgt_vocab = parts
+    stored = (from_data(src_tok), from_data(tgt_tok), Vocab(src_vocab), Vocab(tgt_vocab))
+    return build_training_data(config.data, stored)
 
 
 def train(
@@ -209,90 +143,112 @@ def train(
 ) -> Path:
     """Train a model; returns the path of the best checkpoint."""
     output_dir = Path(output_dir)
-    _check_output_dir(output_dir, config, resume, overwrite)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    file_log = logging.FileHandler(output_dir / "train.log", encoding="utf-8")
-    file_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    package_log = logging.getLogger("seq2seq")
-    if (
-        package_log.level == logging.NOTSET
-    ):  # the log file gets INFO even when the caller set nothing
-        package_log.setLevel(logging.INFO)
-    package_log.addHandler(file_log)
-    try:
-        return _train(config, output_dir, resume)
-    finally:
-        logging.getLogger("seq2seq").removeHandler(file_log)
-        file_log.close()
-
-
-def _train(config: Config, output_dir: Path, resume: bool) -> Path:
-    cfg = config.train
-    device = pick_device(cfg.device)
-    torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
-    dtype = autocast_dtype(cfg.precision)
-    if cfg.precision == "fp16" and device.type != "cuda":
+    device = distributed.init(config.train.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"train.device is {config.train.device} but CUDA is not available")
+    if config.train.precision == "fp16" and device.type != "cuda":
         raise TrainingError("train.precision: fp16 needs CUDA; use bf16 or fp32 on the CPU")
+    _check_output_dir(output_dir, resume, overwrite)
+    package_log = logging.getLogger("seq2seq")
+    file_log = None
+    if distributed.is_main():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        file_log = logging.FileHandler(output_dir / "train.log", encoding="utf-8")
+        file_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        if package_log.level == logging.NOTSET:  # the log file gets INFO whatever the caller set
+            package_log.setLevel(logging.INFO)
+        package_log.addHandler(file_log)
+    else:
+        package_log.setLevel(logging.WARNING)  # one rank speaks
+    try:
+        return _train(config, output_dir, resume, device)
+    finally:
+        if file_log is not None:
+            package_log.removeHandler(file_log)
+            file_log.close()
+        distributed.shutdown()
 
+
+def _train(config: Config, output_dir: Path, resume: bool, device: torch.device) -> Path:
+    cfg = config.train
+    world, rank, main = distributed.world_size(), distributed.rank(), distributed.is_main()
+    torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 1) // world))
+    precision = distributed.resolve_precision(cfg.precision, device)
+    dtype = distributed.autocast_dtype(precision)
     payload = checkpoint.load(output_dir / "last.pt") if resume else None
-    progress, stored = _restore(payload, config, output_dir) if payload else (Progress(), None)
-    data = build_training_data(config.data, stored)
-    (output_dir / "config.yaml").write_text(config_module.dump(config), encoding="utf-8")
+    progress = Progress(**payload["progress"]) if payload else Progress()
+    data = _load_data(config, payload, output_dir)
+    if main:
+        (output_dir / "config.yaml").write_text(config_module.dump(config), encoding="utf-8")
 
     torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
     model = Seq2Seq.from_config(config.model, len(data.src_vocab), len(data.tgt_vocab)).to(device)
     optimizer_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     optimizer = optimizer_class(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    torch.manual_seed(cfg.seed + rank)  # dropout differs across ranks, as it would across batches
     if payload:
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
-        torch.set_rng_state(payload["rng"]["cpu"])
-        if device.type == "cuda" and payload["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(payload["rng"]["cuda"], device)
+        torch.set_rng_state(payload["rng"]["cpu"][rank])
+        if device.type == "cuda" and payload["rng"]["cuda"][rank] is not None:
+            torch.cuda.set_rng_state(payload["rng"]["cuda"][rank], device)
         log.info("resumed from %s at step %d", output_dir / "last.pt", progress.step)
+    forward = TeacherForcing(model)
+    if world > 1:
+        forward = DistributedDataParallel(
+            forward, device_ids=[device.index] if device.type == "cuda" else None
+        )
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("model: %.2fM parameters on %s, precision %s", n_params / 1e6, device, cfg.precision)
+    log.info(
+        "model: %.2fM parameters on %s x %d, precision %s",
+        n_params / 1e6,
+        device,
+        world,
+        precision,
+    )
 
     tracker = Tracker(
-        config.wandb, config_module.to_dict(config), output_dir, progress.wandb_run_id
+        config.wandb, config_module.to_dict(config), output_dir, progress.wandb_run_id, enabled=main
     )
     progress.wandb_run_id = tracker.run_id
-    better = higher_is_better(cfg.valid_metric)
 
     def save(name: str, with_state: bool) -> None:
+        rng_states = distributed.gather(
+            (
+                torch.get_rng_state(),
+                torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            )
+        )  # every rank takes part; rank 0 writes
+        if not main:
+            return
         parts = checkpoint.model_payload(
             config, model, data.src_vocab, data.tgt_vocab, data.src_tokenizer, data.tgt_tokenizer
         )
         if with_state:
             parts["optimizer"] = optimizer.state_dict()
             parts["progress"] = asdict(progress)
-            parts["rng"] = {
-                "cpu": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            }
+            parts["rng"] = {"cpu": [s[0] for s in rng_states], "cuda": [s[1] for s in rng_states]}
         checkpoint.save(output_dir / name, parts)
 
     def run_validation() -> bool:
-        """Validate, checkpoint, adjust the schedule; True when early stopping says stop."""
-        result = validate(model, data, cfg, device)
-        score = result[cfg.valid_metric]
-        improved = progress.best is None or (
-            score > progress.best if better else score < progress.best
-        )
-        if improved:
-            progress.best, progress.validations_since_best = score, 0
-        else:
-            progress.validations_since_best += 1
-            if (
-                cfg.lr_schedule == "plateau"
-                and progress.validations_since_best % max(cfg.lr_patience, 1) == 0
-            ):
-                progress.lr_scale *= cfg.lr_decay_factor
+        """Validate on rank 0, share the scores, checkpoint; True when early stopping says stop."""
+        result = None
+        if main:
+            result = validate(
+                model, data, device, 4 * cfg.batch_tokens, cfg.valid_max_len_ratio, dtype
+            )
+        result = distributed.broadcast(result)
+        improved, stop = record_validation(progress, cfg, result[cfg.valid_metric])
         entry = {k: result[k] for k in ("loss", "ppl", "bleu")}
-        entry.update(step=progress.step, epoch=progress.epoch, minutes=progress.elapsed / 60)
-        progress.history.append(entry)
+        progress.history.append(
+            {
+                **entry,
+                "step": progress.step,
+                "epoch": progress.epoch,
+                "minutes": progress.elapsed / 60,
+            }
+        )
         log.info(
             "validation at step %d (%.1f min): loss %.3f, ppl %.2f, BLEU %.2f%s",
             progress.step,
@@ -308,17 +264,19 @@ def _train(config: Config, output_dir: Path, resume: bool) -> Path:
         ]
         for source, reference, hypothesis in samples:
             log.info("  src: %s\n  ref: %s\n  hyp: %s", source, reference, hypothesis)
-        tracker.log({f"valid/{k}": result[k] for k in ("loss", "ppl", "bleu")}, progress.step)
+        tracker.log({f"valid/{k}": v for k, v in entry.items()}, progress.step)
         tracker.log_table(
             "valid/samples", ["source", "reference", "hypothesis"], samples, progress.step
         )
         if improved:
             save("best.pt", with_state=False)
+        if cfg.keep_checkpoints:
+            save(f"step_{progress.step}.pt", with_state=False)
+            kept = sorted(output_dir.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+            for old in kept[: -cfg.keep_checkpoints] if main else []:
+                old.unlink()
         save("last.pt", with_state=True)
-        return (
-            cfg.early_stopping_patience > 0
-            and progress.validations_since_best >= cfg.early_stopping_patience
-        )
+        return stop
 
     def on_sigterm(signum, frame):
         raise KeyboardInterrupt
@@ -330,59 +288,72 @@ def _train(config: Config, output_dir: Path, resume: bool) -> Path:
         initial=progress.step,
         unit="step",
         dynamic_ncols=True,
-        disable=None,
+        disable=None if main else True,
     )
     window_tokens, window_loss, window_start = 0, 0.0, time.perf_counter()
     clock = time.perf_counter()
     model.train()
     try:
         while True:
-            if cfg.max_steps and progress.step >= cfg.max_steps:
+            out_of_time = cfg.max_minutes and progress.elapsed >= 60 * cfg.max_minutes
+            if distributed.broadcast(bool(out_of_time)):  # rank 0's clock decides for all
                 break
-            if cfg.max_epochs and progress.epoch >= cfg.max_epochs:
+            if (cfg.max_steps and progress.step >= cfg.max_steps) or (
+                cfg.max_epochs and progress.epoch >= cfg.max_epochs
+            ):
                 break
-            if cfg.max_minutes and progress.elapsed >= 60 * cfg.max_minutes:
-                break
-            group = [next(stream) for _ in range(cfg.accumulate)]
-            position = group[-1][:2]  # where the data resumes once this step is done
-            step_tokens = sum(batch.n_tokens for _, _, batch in group)
+            # One step reads world x accumulate batches; this rank trains on its share.
+            group = [next(stream) for _ in range(world * cfg.accumulate)]
+            position = group[-1][0]  # where the data resumes once this step is done
+            step_tokens = sum(batch.n_tokens for _, batch in group)  # all ranks' tokens
+            mine = [
+                batch for _, batch in group[rank * cfg.accumulate : (rank + 1) * cfg.accumulate]
+            ]
             lr = learning_rate(cfg, progress.step, progress.lr_scale)
-            for group_param in optimizer.param_groups:
-                group_param["lr"] = lr
-            step_loss = torch.zeros((), device=device)
-            for _, _, batch in group:
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = lr
+            step_loss = 0.0
+            for i, batch in enumerate(mine):
                 batch = batch.to(device)
-                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                    logits = forward_logits(model, batch, cfg.teacher_forcing_ratio)  # (B, T, V)
-                loss = token_loss_sum(logits, batch.tgt_out, cfg.label_smoothing) / step_tokens
-                scaler.scale(loss).backward()
-                step_loss += loss.detach()
+                last = i + 1 == len(mine)
+                sync = forward.no_sync() if world > 1 and not last else nullcontext()
+                with sync:
+                    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                        logits = forward(
+                            batch.src, batch.src_lengths, batch.tgt_in, cfg.teacher_forcing_ratio
+                        )
+                    # DDP averages gradients over ranks; x world makes the sum over all tokens / all tokens.
+                    loss = (
+                        token_loss_sum(logits, batch.tgt_out, cfg.label_smoothing)
+                        * world
+                        / step_tokens
+                    )
+                    scaler.scale(loss).backward()
+                step_loss += float(loss.detach()) / world
+            step_loss = distributed.all_sum(step_loss, device)
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 model.parameters(), cfg.clip_norm or float("inf")
             )
-            if not torch.isfinite(grad_norm) and cfg.precision != "fp16":
+            progress.epoch, progress.batch_in_epoch = position
+            if not torch.isfinite(grad_norm) and precision != "fp16":
                 # A NaN/inf step would poison the weights: skip it, and give up if it keeps happening.
                 optimizer.zero_grad(set_to_none=True)
-                progress.epoch, progress.batch_in_epoch = position
                 progress.bad_steps += 1
                 log.warning("non-finite loss or gradient at step %d: step skipped", progress.step)
                 if progress.bad_steps >= MAX_BAD_STEPS:
                     raise TrainingError(
-                        f"{progress.bad_steps} steps had a non-finite loss; lower train.lr, "
-                        "set train.clip_norm, or use fp32"
+                        f"{progress.bad_steps} steps had a non-finite loss; lower train.lr, set train.clip_norm, or use fp32"
                     )
                 continue
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             progress.step += 1
-            progress.epoch, progress.batch_in_epoch = position
             now = time.perf_counter()
-            progress.elapsed += now - clock
-            clock = now
+            progress.elapsed, clock = progress.elapsed + now - clock, now
             window_tokens += step_tokens
-            window_loss += float(step_loss)
+            window_loss += step_loss
             bar.update(1)
             if progress.step % cfg.log_every == 0:
                 speed = window_tokens / max(now - window_start, 1e-9)
@@ -397,16 +368,14 @@ def _train(config: Config, output_dir: Path, resume: bool) -> Path:
                     float(grad_norm),
                     speed,
                 )
-                tracker.log(
-                    {
-                        "train/loss": mean_loss,
-                        "train/lr": lr,
-                        "train/grad_norm": float(grad_norm),
-                        "train/tokens_per_s": speed,
-                        "train/epoch": progress.epoch,
-                    },
-                    progress.step,
-                )
+                metrics = {
+                    "loss": mean_loss,
+                    "lr": lr,
+                    "grad_norm": float(grad_norm),
+                    "tokens_per_s": speed,
+                    "epoch": progress.epoch,
+                }
+                tracker.log({f"train/{k}": v for k, v in metrics.items()}, progress.step)
                 window_tokens, window_loss, window_start = 0, 0.0, now
             if progress.step % cfg.valid_every == 0:
                 stop = run_validation()  # counts toward elapsed time, not toward tokens/s
@@ -417,8 +386,17 @@ def _train(config: Config, output_dir: Path, resume: bool) -> Path:
                         cfg.early_stopping_patience,
                     )
                     break
+        if world > 1:
+            progress.rank_digests = distributed.gather(distributed.parameter_digest(model))
+            if len(set(progress.rank_digests)) != 1:
+                raise TrainingError(
+                    "ranks ended with different weights: the distributed run is broken"
+                )
+            log.info("parameters identical on all %d ranks", world)
         if not progress.history or progress.history[-1]["step"] != progress.step:
             run_validation()
+        elif world > 1:
+            save("last.pt", with_state=True)  # records rank_digests
     except KeyboardInterrupt:
         save("last.pt", with_state=True)
         raise Interrupted(

@@ -1,0 +1,64 @@
+"""Validation: teacher-forced loss and perplexity, and BLEU of greedy translations."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from seq2seq.data import TrainingData, collate
+from seq2seq.metrics import bleu
+from seq2seq.model import Seq2Seq
+from seq2seq.search import decode_corpus
+from seq2seq.vocab import PAD_ID
+
+
+def token_loss_sum(
+    logits: torch.Tensor, tgt_out: torch.Tensor, label_smoothing: float
+) -> torch.Tensor:
+    """Summed cross-entropy over real target tokens; logits (B, T, V), tgt_out (B, T)."""
+    return F.cross_entropy(
+        logits.float().flatten(0, 1),  # (B*T, V)
+        tgt_out.flatten(),  # (B*T,)
+        ignore_index=PAD_ID,
+        label_smoothing=label_smoothing,
+        reduction="sum",
+    )
+
+
+@torch.no_grad()
+def validate(
+    model: Seq2Seq,
+    data: TrainingData,
+    device: torch.device,
+    batch_tokens: int,
+    max_len_ratio: float,
+    autocast_dtype: torch.dtype | None,
+) -> dict:
+    """Loss and perplexity (no label smoothing) and greedy BLEU on the validation set."""
+    was_training = model.training
+    model.eval()
+    enabled = autocast_dtype is not None
+    pairs = [
+        i for i, (s, t) in enumerate(zip(data.valid_src, data.valid_tgt, strict=True)) if s and t
+    ]
+    total_loss, total_tokens = 0.0, 0
+    for start in range(0, len(pairs), 64):
+        batch = collate(data.valid_src, data.valid_tgt, pairs[start : start + 64]).to(device)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=enabled):
+            logits = model(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, V)
+        total_loss += float(token_loss_sum(logits, batch.tgt_out, 0.0))
+        total_tokens += batch.n_tokens
+    hypotheses = decode_corpus(
+        model, data.valid_src, batch_tokens, device, max_len_ratio, autocast_dtype
+    )
+    texts = [data.tgt_tokenizer.decode(data.tgt_vocab.decode(h.tokens)) for h in hypotheses]
+    model.train(was_training)
+    loss = total_loss / max(total_tokens, 1)
+    return {
+        "loss": loss,
+        "ppl": math.exp(min(loss, 100.0)),
+        "bleu": bleu(texts, data.valid_ref_lines).score,
+        "hypotheses": texts,
+    }

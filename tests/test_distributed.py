@@ -1,0 +1,99 @@
+"""torchrun with two CPU processes (gloo) equals one process with the same global batch."""
+
+import subprocess
+import sys
+
+import torch
+
+from seq2seq import checkpoint
+
+from .conftest import ROOT
+
+SETTINGS = [
+    "--set",
+    "train.max_steps=6",
+    "--set",
+    "train.valid_every=3",
+    "--set",
+    "train.batch_tokens=300",
+    "--set",
+    "model.dropout=0.0",
+    "--set",
+    "train.num_threads=1",
+]
+
+
+def train_command(out, *extra) -> list[str]:
+    return [
+        "-m",
+        "seq2seq",
+        "-q",
+        "train",
+        "--config",
+        "configs/toy.yaml",
+        "--output-dir",
+        str(out),
+        *SETTINGS,
+        *extra,
+    ]
+
+
+def test_two_ranks_equal_one_process_with_the_same_global_batch(tmp_path):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    ddp = subprocess.run(
+        [*torchrun, *train_command(tmp_path / "ddp")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single = subprocess.run(
+        [sys.executable, *train_command(tmp_path / "single", "--set", "train.accumulate=2")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    a = checkpoint.load(tmp_path / "ddp" / "last.pt")
+    b = checkpoint.load(tmp_path / "single" / "last.pt")
+    digests = a["progress"]["rank_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]  # both ranks hold the same weights
+    assert a["progress"]["step"] == b["progress"]["step"] == 6
+    for name, tensor in a["model"].items():
+        assert torch.allclose(tensor, b["model"][name], atol=1e-5), name
+    for x, y in zip(a["progress"]["history"], b["progress"]["history"], strict=True):
+        assert x["step"] == y["step"] and abs(x["loss"] - y["loss"]) < 1e-4
+    assert not any(p.name.startswith("rank") for p in (tmp_path / "ddp").iterdir())
+
+
+def test_distributed_resume(tmp_path):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    first = subprocess.run(
+        [*torchrun, *train_command(tmp_path / "run", "--set", "train.max_steps=3")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = subprocess.run(
+        [*torchrun, *train_command(tmp_path / "run", "--resume")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight = subprocess.run(
+        [*torchrun, *train_command(tmp_path / "straight")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    a = checkpoint.load(tmp_path / "run" / "last.pt")["model"]
+    b = checkpoint.load(tmp_path / "straight" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
