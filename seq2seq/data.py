@@ -5,94 +5,29 @@ Shapes: B batch, S source length, T target length (with EOS).
 
 from __future__ import annotations
 
-import gzip
 import logging
-import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from seq2seq.config import ConfigError, DataConfig
-from seq2seq.tokenize import SpacyTokenizer, Tokenizer, train_sentencepiece
+from seq2seq.config import DataConfig
+from seq2seq.corpus import DataError, TokenStore, open_prepared, read_parallel, resolve
+from seq2seq.tokenize import Tokenizer, build_tokenizers, from_data
 from seq2seq.vocab import BOS_ID, EOS_ID, PAD_ID, Vocab
 
 log = logging.getLogger(__name__)
 
 
-class DataError(ValueError):
-    """A data file is missing, unreadable, malformed or does not match its pair."""
-
-
-def resolve(prefix: str, suffix: str) -> Path:
-    """``{prefix}.{suffix}`` or, if only that exists, ``{prefix}.{suffix}.gz``."""
-    plain = Path(f"{prefix}.{suffix}")
-    gz = Path(f"{prefix}.{suffix}.gz")
-    if plain.exists():
-        return plain
-    if gz.exists():
-        return gz
-    raise DataError(
-        f"{plain}: no such file (nor {gz.name}); check the path in the config"
-        " or fetch the corpus first, e.g. `seq2seq download multi30k`"
-    )
-
-
-def read_lines(path: str | Path) -> list[str]:
-    """All lines of a UTF-8 text file, plain or gzip; line ends (``\\n``, ``\\r\\n``) removed."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as handle:
-            raw = handle.read()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, EOFError) as error:
-        raise DataError(f"{path}: cannot read ({error})") from None
-    return decode_lines(raw, str(path))
-
-
-def decode_lines(raw: bytes, name: str) -> list[str]:
-    """Split UTF-8 bytes into lines; invalid UTF-8 is an error naming ``name`` and the line."""
-    lines = raw.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    decoded = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            decoded.append(line.decode("utf-8").rstrip("\r"))
-        except UnicodeDecodeError as error:
-            raise DataError(
-                f"{name}:{number}: not valid UTF-8 ({error.reason} at byte {error.start}); "
-                "re-encode the file as UTF-8, e.g. with iconv"
-            ) from None
-    return decoded
-
-
-def read_parallel(src_path: Path, tgt_path: Path) -> tuple[list[str], list[str]]:
-    src, tgt = read_lines(src_path), read_lines(tgt_path)
-    if len(src) != len(tgt):
-        raise DataError(
-            f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}: "
-            "parallel files must be line-aligned"
-        )
-    return src, tgt
-
-
 def filter_pairs(
-    src: list[list[int]], tgt: list[list[int]], max_len: int
-) -> tuple[list[int], int, int]:
+    src_lengths: np.ndarray, tgt_lengths: np.ndarray, max_len: int
+) -> tuple[np.ndarray, int, int]:
     """Indices of the pairs to train on, and how many were empty or too long."""
-    kept, empty, long = [], 0, 0
-    for i, (s, t) in enumerate(zip(src, tgt, strict=True)):
-        if not s or not t:
-            empty += 1
-        elif len(s) > max_len or len(t) > max_len:
-            long += 1
-        else:
-            kept.append(i)
-    return kept, empty, long
+    empty = (src_lengths == 0) | (tgt_lengths == 0)
+    long = ~empty & ((src_lengths > max_len) | (tgt_lengths > max_len))
+    return np.flatnonzero(~empty & ~long), int(empty.sum()), int(long.sum())
 
 
 @dataclass
@@ -122,7 +57,8 @@ def pad(sequences: list[list[int]]) -> Tensor:
     return out
 
 
-def collate(src: list[list[int]], tgt: list[list[int]] | None, indices: list[int]) -> Batch:
+def collate(src: Sequence[list[int]], tgt: Sequence[list[int]] | None, indices) -> Batch:
+    indices = [int(i) for i in indices]
     src_seqs = [src[i] for i in indices]
     src_lengths = torch.tensor([len(s) for s in src_seqs], dtype=torch.long)
     if tgt is None:
@@ -135,45 +71,40 @@ def collate(src: list[list[int]], tgt: list[list[int]] | None, indices: list[int
 
 
 def token_batches(
-    lengths: list[int], indices: list[int], batch_tokens: int, rng: random.Random | None
-) -> list[list[int]]:
+    lengths, indices, batch_tokens: int, rng: np.random.Generator | None
+) -> list[np.ndarray]:
     """Group ``indices`` into batches of at most ``batch_tokens`` padded tokens.
 
     Sentences are sorted by length so a batch holds similar lengths and
     padding stays low. With ``rng`` the ties are broken at random and the
     batch order is shuffled (training); without, the order is by length.
+    Works on arrays, so millions of sentences cost seconds, not minutes.
     """
+    lengths, indices = np.asarray(lengths), np.asarray(indices, dtype=np.int64)
     if rng is None:
-        order = sorted(indices, key=lambda i: lengths[i])
+        order = indices[np.argsort(lengths[indices], kind="stable")]
     else:
-        keys = {i: rng.random() for i in indices}
-        order = sorted(indices, key=lambda i: (lengths[i], keys[i]))
-    batches, current, longest = [], [], 0
-    for i in order:
-        longest_if_added = max(longest, lengths[i])
-        if current and longest_if_added * (len(current) + 1) > batch_tokens:
-            batches.append(current)
-            current, longest_if_added = [], lengths[i]
-        current.append(i)
+        order = indices[np.lexsort((rng.random(len(indices)), lengths[indices]))]
+    boundaries, count, longest = [], 0, 0
+    for position, length in enumerate(lengths[order].tolist()):
+        longest_if_added = max(longest, length)
+        if count and longest_if_added * (count + 1) > batch_tokens:
+            boundaries.append(position)
+            count, longest_if_added = 0, length
+        count += 1
         longest = longest_if_added
-    if current:
-        batches.append(current)
+    batches = np.split(order, boundaries) if len(order) else []
     if rng is not None:
-        rng.shuffle(batches)
+        batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
 
 
 def epoch_batches(
-    src: list[list[int]],
-    tgt: list[list[int]],
-    indices: list[int],
-    batch_tokens: int,
-    seed: int,
-    epoch: int,
-) -> list[list[int]]:
+    src: TokenStore, tgt: TokenStore, indices: np.ndarray, batch_tokens: int, seed: int, epoch: int
+) -> list[np.ndarray]:
     """The training batches of one epoch: a pure function of (seed, epoch), so resuming can skip to any batch."""
-    lengths = [max(len(s), len(t)) + 1 for s, t in zip(src, tgt, strict=True)]
-    return token_batches(lengths, indices, batch_tokens, random.Random(seed * 100_003 + epoch))
+    lengths = np.maximum(src.lengths(), tgt.lengths()) + 1
+    return token_batches(lengths, indices, batch_tokens, np.random.default_rng([seed, epoch]))
 
 
 @dataclass
@@ -184,42 +115,20 @@ class TrainingData:
     tgt_tokenizer: Tokenizer
     src_vocab: Vocab
     tgt_vocab: Vocab
-    train_src: list[list[int]]
-    train_tgt: list[list[int]]
-    train_indices: list[int]  # pairs that survived filtering
+    train_src: TokenStore
+    train_tgt: TokenStore
+    train_indices: np.ndarray  # pairs that survived filtering
     valid_src: list[list[int]]
     valid_tgt: list[list[int]]
     valid_src_lines: list[str]  # raw text, for samples
     valid_ref_lines: list[str]  # raw references, for BLEU
 
 
-def build_tokenizers(config: DataConfig, src_lines: list[str], tgt_lines: list[str]):
-    if config.tokenizer == "spacy":
-        tokenizers = []
-        for key, lang in (("src_lang", config.src_lang), ("tgt_lang", config.tgt_lang)):
-            try:
-                tokenizers.append(SpacyTokenizer(lang, config.lowercase))
-            except ValueError as error:
-                raise ConfigError(f"data.{key}: {error}") from None
-        return tuple(tokenizers)
-    sp = config.sentencepiece
-    options = dict(
-        vocab_size=sp.vocab_size,
-        model_type=sp.model_type,
-        character_coverage=sp.character_coverage,
-        lowercase=config.lowercase,
-    )
-    if sp.joint:
-        joint = train_sentencepiece(src_lines + tgt_lines, **options)
-        return joint, joint
-    return train_sentencepiece(src_lines, **options), train_sentencepiece(tgt_lines, **options)
-
-
 def build_training_data(
     config: DataConfig,
     stored: tuple[Tokenizer, Tokenizer, Vocab, Vocab] | None = None,
 ) -> TrainingData:
-    """Read, tokenize and numericalize the corpora.
+    """Read, tokenize and numericalize the corpora (or map a prepared folder).
 
     ``stored`` (tokenizers and vocabularies from a checkpoint) is reused when
     resuming, so ids mean the same as before; otherwise they are built here
@@ -229,43 +138,55 @@ def build_training_data(
         config.src_suffix or config.src_lang,
         config.tgt_suffix or config.tgt_lang,
     )
-    train_src_path, train_tgt_path = (
-        resolve(config.train, src_suffix),
-        resolve(config.train, tgt_suffix),
+    valid_src_lines, valid_ref_lines = read_parallel(
+        resolve(config.valid, src_suffix), resolve(config.valid, tgt_suffix)
     )
-    valid_src_path, valid_tgt_path = (
-        resolve(config.valid, src_suffix),
-        resolve(config.valid, tgt_suffix),
-    )
-    src_lines, tgt_lines = read_parallel(train_src_path, train_tgt_path)
-    valid_src_lines, valid_ref_lines = read_parallel(valid_src_path, valid_tgt_path)
-    if not src_lines:
-        raise DataError(f"{train_src_path}: the training set is empty")
-    if stored is None:
-        src_tokenizer, tgt_tokenizer = build_tokenizers(config, src_lines, tgt_lines)
-    else:
+    if config.prepared:
+        meta, train_src, train_tgt = open_prepared(config)
+        source = config.prepared
+        if stored is None:
+            stored = (
+                from_data(meta["src_tokenizer"]),
+                from_data(meta["tgt_tokenizer"]),
+                Vocab(meta["src_vocab"]),
+                Vocab(meta["tgt_vocab"]),
+            )
+        elif stored[2].tokens != meta["src_vocab"] or stored[3].tokens != meta["tgt_vocab"]:
+            raise DataError(f"{source}: its vocabularies differ from the checkpoint's")
         src_tokenizer, tgt_tokenizer, src_vocab, tgt_vocab = stored
-    src_tokens = src_tokenizer.encode_many(src_lines)
-    tgt_tokens = tgt_tokenizer.encode_many(tgt_lines)
-    if stored is None:
-        src_vocab = Vocab.build(src_tokens, config.src_vocab_size, config.min_freq)
-        tgt_vocab = Vocab.build(tgt_tokens, config.tgt_vocab_size, config.min_freq)
-    train_src = [src_vocab.encode(tokens) for tokens in src_tokens]
-    train_tgt = [tgt_vocab.encode(tokens) for tokens in tgt_tokens]
-    train_indices, empty, long = filter_pairs(train_src, train_tgt, config.max_len)
+    else:
+        train_src_path = resolve(config.train, src_suffix)
+        src_lines, tgt_lines = read_parallel(train_src_path, resolve(config.train, tgt_suffix))
+        source = str(train_src_path)
+        if not src_lines:
+            raise DataError(f"{train_src_path}: the training set is empty")
+        if stored is None:
+            src_tokenizer, tgt_tokenizer = build_tokenizers(config, src_lines, tgt_lines)
+        else:
+            src_tokenizer, tgt_tokenizer, src_vocab, tgt_vocab = stored
+        src_tokens = src_tokenizer.encode_many(src_lines)
+        tgt_tokens = tgt_tokenizer.encode_many(tgt_lines)
+        if stored is None:
+            src_vocab = Vocab.build(src_tokens, config.src_vocab_size, config.min_freq)
+            tgt_vocab = Vocab.build(tgt_tokens, config.tgt_vocab_size, config.min_freq)
+        train_src = TokenStore.from_lists([src_vocab.encode(tokens) for tokens in src_tokens])
+        train_tgt = TokenStore.from_lists([tgt_vocab.encode(tokens) for tokens in tgt_tokens])
+    train_indices, empty, long = filter_pairs(
+        train_src.lengths(), train_tgt.lengths(), config.max_len
+    )
     log.info(
         "training pairs: %d read from %s, %d kept, %d empty and %d longer than %d tokens dropped",
-        len(src_lines),
-        train_src_path,
+        len(train_src),
+        source,
         len(train_indices),
         empty,
         long,
         config.max_len,
     )
     log.info("vocabulary: %d source and %d target entries", len(src_vocab), len(tgt_vocab))
-    if not train_indices:
+    if not len(train_indices):
         raise DataError(
-            f"{train_src_path}: no training pair left after filtering "
+            f"{source}: no training pair left after filtering "
             f"({empty} empty, {long} longer than data.max_len={config.max_len})"
         )
     valid_src = [src_vocab.encode(t) for t in src_tokenizer.encode_many(valid_src_lines)]

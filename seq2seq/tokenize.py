@@ -18,6 +18,8 @@ import logging
 from collections.abc import Iterable
 from typing import Protocol
 
+from seq2seq.config import ConfigError, DataConfig
+
 log = logging.getLogger(__name__)
 
 JOINER = "\uffed"  # "￭", the joiner mark OpenNMT's tokenizer also uses
@@ -91,6 +93,14 @@ class SentencePieceTokenizer:
         lines = [line.lower() for line in lines] if self.lowercase else list(lines)
         return self._sp.encode(lines, out_type=str, num_threads=0)
 
+    def encode_ids_many(self, lines: list[str]) -> list[list[int]]:
+        """SentencePiece's own piece ids (see ``piece``), for bulk numericalization."""
+        lines = [line.lower() for line in lines] if self.lowercase else lines
+        return self._sp.encode(lines, out_type=int, num_threads=0)
+
+    def piece(self, piece_id: int) -> str:
+        return self._sp.id_to_piece(piece_id)
+
     def decode(self, tokens: list[str]) -> str:
         return self._sp.decode_pieces(tokens)
 
@@ -149,3 +159,25 @@ def from_data(data: dict) -> Tokenizer:
     if data["kind"] == "sentencepiece":
         return SentencePieceTokenizer(data["model"], data["lowercase"])
     raise ValueError(f"unknown tokenizer kind {data['kind']!r}")
+
+
+def build_tokenizers(config: DataConfig, src_lines: list[str], tgt_lines: list[str]):
+    if config.tokenizer == "spacy":
+        tokenizers = []
+        for key, lang in (("src_lang", config.src_lang), ("tgt_lang", config.tgt_lang)):
+            try:
+                tokenizers.append(SpacyTokenizer(lang, config.lowercase))
+            except ValueError as error:
+                raise ConfigError(f"data.{key}: {error}") from None
+        return tuple(tokenizers)
+    sp = config.sentencepiece
+    options = dict(
+        vocab_size=sp.vocab_size,
+        model_type=sp.model_type,
+        character_coverage=sp.character_coverage,
+        lowercase=config.lowercase,
+    )
+    if sp.joint:
+        joint = train_sentencepiece(src_lines + tgt_lines, **options)
+        return joint, joint
+    return train_sentencepiece(src_lines, **options), train_sentencepiece(tgt_lines, **options)
