@@ -62,8 +62,9 @@ def train_worker(config_path: str, precision: str, steps: int, warmup: int) -> d
 
     from seq2seq import config as config_module
     from seq2seq.data import build_training_data, collate, epoch_batches
+    from seq2seq.distributed import autocast_dtype
     from seq2seq.model import Seq2Seq
-    from seq2seq.train import autocast_dtype, token_loss_sum
+    from seq2seq.validate import token_loss_sum
 
     config = config_module.load(config_path)
     data = build_training_data(config.data)
@@ -100,7 +101,7 @@ def train_worker(config_path: str, precision: str, steps: int, warmup: int) -> d
 
 
 def decode_worker(model_path: str, source: str, limit: int, beam: int) -> dict:
-    from seq2seq.data import read_lines
+    from seq2seq.corpus import read_lines
     from seq2seq.translate import Translator
 
     translator = Translator.from_checkpoint(model_path, device="cpu")

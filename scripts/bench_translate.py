@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from seq2seq.data import read_lines
+from seq2seq.corpus import read_lines
 from seq2seq.metrics import bleu
 from seq2seq.translate import Translator
 

@@ -116,3 +116,33 @@ def load_model(path: str | Path, payload: dict | None = None) -> LoadedModel:
         tokenize.from_data(payload["src_tokenizer"]),
         tokenize.from_data(payload["tgt_tokenizer"]),
     )
+
+
+def average(paths: list[str | Path]) -> dict:
+    """Average the weights of several checkpoints of one run (Junczys-Dowmunt et al. 2016).
+
+    Config, vocabularies and tokenizers must be identical; the result is a
+    model-only payload for ``save``.
+    """
+    if not paths:
+        raise CheckpointError("nothing to average: no checkpoint given")
+    payloads = [load(path) for path in paths]
+    first = payloads[0]
+    for path, payload in zip(paths[1:], payloads[1:], strict=True):
+        for key in ("config", "src_vocab", "tgt_vocab"):
+            if payload[key] != first[key]:
+                raise CheckpointError(
+                    f"{path}: its {key} differs from {paths[0]}'s; average checkpoints of one run"
+                )
+    averaged = {
+        name: sum(p["model"][name].double() for p in payloads).div(len(payloads)).to(tensor.dtype)
+        if tensor.is_floating_point()
+        else tensor
+        for name, tensor in first["model"].items()
+    }
+    keep = ("config", "src_vocab", "tgt_vocab", "src_tokenizer", "tgt_tokenizer")
+    return {
+        **{k: first[k] for k in keep},
+        "model": averaged,
+        "averaged_from": [str(p) for p in paths],
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -14,8 +15,10 @@ def _train(args: argparse.Namespace) -> int:
     from seq2seq import config as config_module
     from seq2seq.train import Interrupted, train
 
-    config = config_module.load(args.config, args.set)
+    config = config_module.load(args.config, args.set + args.overrides)
     output_dir = Path(args.output_dir or Path("runs") / Path(args.config).stem)
+    if not args.output_dir and os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):
+        output_dir = output_dir / f"sweep-{os.environ['WANDB_RUN_ID']}"  # one folder per W&B trial
     try:
         best = train(config, output_dir, resume=args.resume, overwrite=args.overwrite)
     except Interrupted as interrupted:
@@ -26,7 +29,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _read_input(name: str) -> list[str]:
-    from seq2seq.data import decode_lines, read_lines
+    from seq2seq.corpus import decode_lines, read_lines
 
     return decode_lines(sys.stdin.buffer.read(), "<stdin>") if name == "-" else read_lines(name)
 
@@ -52,7 +55,7 @@ def _translate(args: argparse.Namespace) -> int:
 
     if args.n_best > args.beam:
         raise _usage_error(f"translate: --n-best {args.n_best} exceeds --beam {args.beam}")
-    translator = Translator.from_checkpoint(args.model, args.device)
+    translator = Translator.from_checkpoint(args.model, args.device, args.precision, args.quantize)
     lines = _read_input(args.input)
     keep_attention = bool(args.attention or args.plot_attention)
     with tqdm(
@@ -114,7 +117,14 @@ def _evaluate(args: argparse.Namespace) -> int:
             max_len_ratio=args.max_len_ratio,
         )
         report = evaluate_model(
-            args.model, args.src, args.ref, metrics, args.device, translate_options, **options
+            args.model,
+            args.src,
+            args.ref,
+            metrics,
+            args.device,
+            translate_options,
+            args.precision,
+            **options,
         )
         if args.output:
             _write_output(args.output, "".join(h + "\n" for h in report.hypotheses))
@@ -136,6 +146,36 @@ def _evaluate(args: argparse.Namespace) -> int:
                 f"  baseline {comparison.baseline:.2f}, p-value {comparison.p_value:.4f}"
                 f" ({'significant' if comparison.p_value < 0.05 else 'not significant'} at 0.05)"
             )
+    return 0
+
+
+def _average(args: argparse.Namespace) -> int:
+    from seq2seq import checkpoint
+
+    paths = list(args.inputs)
+    if args.run:
+        steps = sorted(Path(args.run).glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+        if len(steps) < args.last:
+            raise _usage_error(
+                f"average: {args.run} holds {len(steps)} step_N.pt files, fewer than --last {args.last};"
+                " train with train.keep_checkpoints >= K"
+            )
+        paths += steps[-args.last :]
+    checkpoint.save(args.output, checkpoint.average(paths))
+    print(args.output)
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from seq2seq import config as config_module
+    from seq2seq.corpus import prepare
+
+    config = config_module.load(args.config, args.set)
+    summary = prepare(config.data, args.output, workers=args.workers)
+    print(
+        f"{summary['pairs']} pairs, vocabularies {summary['src_vocab']} / {summary['tgt_vocab']}: "
+        f"{summary['folder']}  (train with --set data.prepared={summary['folder']})"
+    )
     return 0
 
 
@@ -163,7 +203,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     """Errors a user can cause and fix: shown as one line, not a traceback."""
     from seq2seq.checkpoint import CheckpointError
     from seq2seq.config import ConfigError
-    from seq2seq.data import DataError
+    from seq2seq.corpus import DataError
     from seq2seq.download import DownloadError
     from seq2seq.evaluate import EvaluationError
     from seq2seq.tracking import TrackingError
@@ -202,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config value, e.g. --set train.lr=0.0005 (repeatable)",
     )
     train.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="more overrides, as W&B sweep agents pass them",
+    )
+    train.add_argument(
         "--resume", action="store_true", help="continue the run in --output-dir from last.pt"
     )
     train.add_argument(
@@ -222,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="write K candidates per line as TSV: line, score, text",
     )
     translate.add_argument(
-        "--batch-tokens", type=_positive_int, default=4000, help="source tokens per batch"
+        "--batch-tokens",
+        type=_positive_int,
+        help="source tokens per batch (default: 8000 greedy, 1500 beam)",
     )
     translate.add_argument(
         "--max-len-ratio",
@@ -231,6 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="output at most R x source length + 5 tokens",
     )
     translate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    translate.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default="auto",
+        help="auto: bf16 where the CPU (AVX-512 BF16/AMX) or GPU has it natively, else fp32",
+    )
+    translate.add_argument(
+        "--quantize", choices=["int8"], help="int8 dynamic quantization (CPU inference)"
+    )
     translate.add_argument(
         "--attention", metavar="FILE", help="write attention matrices as JSON lines"
     )
@@ -270,13 +327,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output", help="with --model: also write the translations here")
     evaluate.add_argument("--beam", type=_positive_int, default=5)
     evaluate.add_argument("--alpha", type=float, default=0.6)
-    evaluate.add_argument("--batch-tokens", type=_positive_int, default=4000)
+    evaluate.add_argument("--batch-tokens", type=_positive_int)
     evaluate.add_argument("--max-len-ratio", type=float, default=2.0)
     evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     evaluate.set_defaults(func=_evaluate)
 
+    average = commands.add_parser("average", help="average the weights of several checkpoints")
+    average.add_argument("inputs", nargs="*", help="checkpoints of one run")
+    average.add_argument("--run", help="a training folder: average its last K step_N.pt")
+    average.add_argument("--last", type=_positive_int, default=5, help="K for --run")
+    average.add_argument("--output", required=True, help="the averaged checkpoint")
+    average.set_defaults(func=_average)
+
+    prepare = commands.add_parser(
+        "prepare", help="tokenize a training corpus once into memory-mapped arrays"
+    )
+    prepare.add_argument("--config", required=True)
+    prepare.add_argument("--output", required=True, help="folder for meta.pt and the arrays")
+    prepare.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    prepare.add_argument("--workers", type=_positive_int, default=2, help="tokenizer processes")
+    prepare.set_defaults(func=_prepare)
+
     download = commands.add_parser("download", help="fetch a public corpus into data/")
-    download.add_argument("corpus", choices=["multi30k"])
+    download.add_argument("corpus", choices=["multi30k", "tatoeba_de_en"])
     download.add_argument("--dest", help="target folder (default: data/CORPUS)")
     download.add_argument(
         "--from", dest="source", help="copy from this local folder instead of the web"

@@ -36,6 +36,7 @@ class DataConfig:
     tgt_lang: str = "en"
     train: str = ""  # path prefix: files are {train}.{src_suffix} and .{tgt_suffix}, plain or .gz
     valid: str = ""
+    prepared: str | None = None  # folder written by `seq2seq prepare`: train from it, memory-mapped
     src_suffix: str | None = None  # file suffix when it differs from the language code
     tgt_suffix: str | None = None
     tokenizer: Literal["spacy", "sentencepiece"] = "sentencepiece"
@@ -83,10 +84,11 @@ class TrainConfig:
     early_stopping_patience: int = 0  # validations without improvement; 0: off
     valid_max_len_ratio: float = 2.0  # greedy output limit = ratio * source length + 5
     log_every: int = 50
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"  # auto: bf16 where fast
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     num_threads: int = 0  # CPU threads for torch; 0: all cores
     num_samples: int = 5  # validation translations shown in the log and W&B
+    keep_checkpoints: int = 0  # keep the weights of the last K validations (step_N.pt) to average
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,7 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     "train.log_every": _POSITIVE,
     "train.num_threads": _NON_NEGATIVE,
     "train.num_samples": _NON_NEGATIVE,
+    "train.keep_checkpoints": _NON_NEGATIVE,
     "train.device": (
         lambda v: v in ("auto", "cpu", "cuda") or v.startswith("cuda:"),
         "auto, cpu, cuda or cuda:N",

@@ -17,7 +17,16 @@ MULTI30K_FILES = [
     for split in ("train", "val", "test_2016_flickr")
     for lang in ("de", "en", "fr", "cs")
 ]
-CORPORA = {"multi30k": (MULTI30K_URL, MULTI30K_FILES)}
+TATOEBA_FILES = [
+    f"{split}.{lang}.gz" for split in ("train", "dev", "test") for lang in ("de", "en")
+]
+# name -> (public URL of the folder, or None when the split exists only as a prepared copy; files)
+CORPORA = {
+    "multi30k": (MULTI30K_URL, MULTI30K_FILES),
+    # The Anki/manythings.org German-English pairs minus the Tatoeba Challenge test
+    # set, shuffled and split (see its README); only a prepared copy has this split.
+    "tatoeba_de_en": (None, TATOEBA_FILES),
+}
 
 
 class DownloadError(RuntimeError):
@@ -50,6 +59,11 @@ def download(
                         f"{origin}: no such file; --from must name a folder holding {filename}"
                     )
                 shutil.copyfile(origin, tmp)
+            elif url is None:
+                raise DownloadError(
+                    f"{name} has no public download of this exact split; "
+                    f"copy it from a prepared folder: seq2seq download {name} --from DIR"
+                )
             else:
                 _fetch(f"{url}/{filename}", tmp, timeout, name)
             tmp.replace(target)

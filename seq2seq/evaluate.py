@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from seq2seq.data import read_lines
+from seq2seq.corpus import read_lines
 from seq2seq.metrics import Comparison, Score, corpus_score, paired_test
 from seq2seq.translate import Translator
 
@@ -103,11 +103,12 @@ def evaluate_model(
     metrics: list[str],
     device: str = "auto",
     translate_options: dict | None = None,
+    precision: str = "auto",
     **options,
 ) -> Report:
     """Translate ``src`` with the checkpoint ``model`` and score the output."""
     sources = read_lines(src)
     references = read_references(refs, len(sources), str(src))
-    translator = Translator.from_checkpoint(model, device)
+    translator = Translator.from_checkpoint(model, device, precision)
     hypotheses = translator.translate(sources, **(translate_options or {}))
     return evaluate_lines(hypotheses, references, metrics, **options)

@@ -60,8 +60,9 @@ class Tracker:
         run_config: dict,
         output_dir: Path,
         run_id: str | None = None,
+        enabled: bool = True,
     ):
-        self.mode = resolve_mode(config)
+        self.mode = resolve_mode(config) if enabled else "disabled"
         self.run = None
         if self.mode == "disabled":
             return

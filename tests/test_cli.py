@@ -58,3 +58,33 @@ def test_download_from_missing_folder_says_what_to_do(tmp_path):
     )
     assert result.returncode == 1
     assert "no such file" in result.stderr and "--from" in result.stderr
+
+
+def test_download_without_network_says_what_to_do(tmp_path, monkeypatch):
+    from seq2seq import download
+
+    monkeypatch.setitem(
+        download.CORPORA, "multi30k", ("http://127.0.0.1:9/nothing", ["train.de.gz"])
+    )
+    try:
+        download.download("multi30k", tmp_path / "d", timeout=5)
+    except download.DownloadError as error:
+        assert "cannot download" in str(error) and "--from DIR" in str(error)
+    else:
+        raise AssertionError("expected a DownloadError")
+    assert list((tmp_path / "d").iterdir()) == []  # no partial file left
+
+
+def test_download_from_a_local_mirror(tmp_path):
+    import gzip
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    from seq2seq.download import MULTI30K_FILES
+
+    for name in MULTI30K_FILES:
+        with gzip.open(mirror / name, "wt") as handle:
+            handle.write("line\n")
+    result = run("download", "multi30k", "--dest", str(tmp_path / "d"), "--from", str(mirror))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == sorted(MULTI30K_FILES)

@@ -13,7 +13,7 @@ import torch
 from seq2seq import checkpoint
 from seq2seq.checkpoint import CheckpointError
 from seq2seq.config import ConfigError
-from seq2seq.data import DataError
+from seq2seq.corpus import DataError
 from seq2seq.train import TrainingError, train
 
 from .conftest import ROOT, toy_config
@@ -192,12 +192,12 @@ def wait_for(path, process, timeout=120):
 
 
 def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
-    straight = start_training(tmp_path / "straight")
     killed = start_training(tmp_path / "killed")
-    assert straight.wait(timeout=300) == 0
-    wait_for(tmp_path / "killed" / "last.pt", killed)
+    wait_for(tmp_path / "killed" / "last.pt", killed)  # the first checkpoint, at step 40
     killed.send_signal(signal.SIGKILL)
     killed.wait()
+    straight = start_training(tmp_path / "straight")
+    assert straight.wait(timeout=300) == 0
     step = checkpoint.load(tmp_path / "killed" / "last.pt")["progress"]["step"]
     assert 0 < step < 400
     resumed = start_training(tmp_path / "killed", "--resume")

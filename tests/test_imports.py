@@ -9,19 +9,23 @@ PACKAGE = Path(__file__).resolve().parent.parent / "seq2seq"
 LAYERS = {
     "config": 0,
     "vocab": 0,
-    "tokenize": 0,
     "download": 0,
     "metrics": 0,
+    "tokenize": 1,
     "tracking": 1,
-    "data": 1,
-    "model": 2,
-    "checkpoint": 3,
-    "search": 3,
-    "train": 4,
-    "translate": 4,
-    "evaluate": 5,  # --model translates first
-    "cli": 6,
-    "__main__": 7,
+    "distributed": 1,
+    "schedule": 1,
+    "corpus": 2,
+    "data": 3,
+    "model": 4,
+    "checkpoint": 5,
+    "search": 5,
+    "validate": 6,
+    "train": 7,
+    "translate": 7,
+    "evaluate": 8,  # --model translates first
+    "cli": 9,
+    "__main__": 10,
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from seq2seq import checkpoint
-from seq2seq.data import read_lines
+from seq2seq.corpus import read_lines
 from seq2seq.search import decode_corpus
 from seq2seq.train import TrainingError, train
 
@@ -130,3 +130,43 @@ def test_offline_wandb_run_records_metrics(tmp_path, monkeypatch):
     valid = [r for r in rows if "valid/bleu" in r]
     assert valid and valid[0]["_step"] == 10 and 0 <= valid[0]["valid/bleu"] <= 100
     assert any(key.startswith("valid/samples/") for r in rows for key in r)
+
+
+def test_checkpoint_averaging(tmp_path):
+    import subprocess
+    import sys
+
+    config = toy_config(max_steps=15, valid_every=5, keep_checkpoints=2)
+    train(config, tmp_path / "run")
+    kept = sorted(p.name for p in (tmp_path / "run").glob("step_*.pt"))
+    assert kept == ["step_10.pt", "step_15.pt"]
+    out = tmp_path / "avg.pt"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "seq2seq",
+            "average",
+            "--run",
+            str(tmp_path / "run"),
+            "--last",
+            "2",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    a, b = (checkpoint.load(tmp_path / "run" / name)["model"] for name in kept)
+    averaged = checkpoint.load_model(out).model.state_dict()
+    for name, tensor in averaged.items():
+        assert torch.allclose(tensor, (a[name] + b[name]) / 2, atol=1e-6), name
+
+
+def test_precision_auto_resolves_to_what_the_hardware_has():
+    from seq2seq.distributed import resolve_precision
+
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")

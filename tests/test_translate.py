@@ -104,3 +104,9 @@ def test_cli_in_a_pipe_and_nbest(toy_checkpoint, tmp_path):
     rows = [line.split("\t") for line in nbest.stdout.splitlines()]
     assert len(rows) == 2 and rows[0][0] == rows[1][0] == "0" and rows[0][2] == "b a"
     assert float(rows[0][1]) >= float(rows[1][1])
+
+
+@pytest.mark.parametrize("options", [{"precision": "bf16"}, {"quantize": "int8"}])
+def test_reduced_precision_still_translates(toy_checkpoint, options):
+    fast = Translator.from_checkpoint(toy_checkpoint, device="cpu", **options)
+    assert fast.translate(["a b c d", "q r s"], beam=5) == ["d c b a", "s r q"]
