@@ -9,13 +9,14 @@ Measures, each in a fresh subprocess (so peak memory is per setting):
   = 3x forward) and the fraction of the matmul peak that achieves;
 - peak resident memory of each training run;
 - with --model, decoding of test_2016_flickr (1,000 sentences), batched,
-  greedy and beam 5, in sentences/s.
+  greedy and beam 5, fp32 and bf16, in sentences/s.
 --quick uses fewer steps and 200 test sentences and finishes within a minute.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import resource
 import subprocess
@@ -57,7 +58,12 @@ def forward_flops_per_target_token(
     return (encoder + keys) * ratio + decoder + attention + combine + output
 
 
-def train_worker(config_path: str, precision: str, steps: int, warmup: int) -> dict:
+def train_worker(
+    config_path: str, precision: str, steps: int, warmup: int, prepared: str = ""
+) -> dict:
+    """Train ``steps`` batches of the first epoch (after ``warmup``); ``prepared``: a prepared folder."""
+    import dataclasses
+
     import torch
 
     from seq2seq import config as config_module
@@ -67,13 +73,15 @@ def train_worker(config_path: str, precision: str, steps: int, warmup: int) -> d
     from seq2seq.validate import token_loss_sum
 
     config = config_module.load(config_path)
-    data = build_training_data(config.data)
-    torch.manual_seed(0)
-    model = Seq2Seq.from_config(config.model, len(data.src_vocab), len(data.tgt_vocab))
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
+    start = time.perf_counter()
+    data = build_training_data(dataclasses.replace(config.data, prepared=prepared or None))
     batches = epoch_batches(
         data.train_src, data.train_tgt, data.train_indices, config.train.batch_tokens, 0, 0
     )
+    startup = time.perf_counter() - start
+    torch.manual_seed(0)
+    model = Seq2Seq.from_config(config.model, len(data.src_vocab), len(data.tgt_vocab))
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
     dtype = autocast_dtype(precision)
     tokens = src_tokens = 0
     for i, indices in enumerate(batches[: warmup + steps]):
@@ -97,14 +105,16 @@ def train_worker(config_path: str, precision: str, steps: int, warmup: int) -> d
         "tokens_per_s": tokens / seconds,
         "flops_per_token": flops,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "startup_s": startup,
+        "batches_per_epoch": len(batches),
     }
 
 
-def decode_worker(model_path: str, source: str, limit: int, beam: int) -> dict:
+def decode_worker(model_path: str, source: str, limit: int, beam: int, precision: str) -> dict:
     from seq2seq.corpus import read_lines
     from seq2seq.translate import Translator
 
-    translator = Translator.from_checkpoint(model_path, device="cpu")
+    translator = Translator.from_checkpoint(model_path, device="cpu", precision=precision)
     lines = read_lines(source)[:limit]
     translator.translate(lines[:20], beam=beam)  # warm-up
     start = time.perf_counter()
@@ -141,9 +151,9 @@ def main() -> None:
         if kind == "peak":
             result = {"gflops": matmul_peak(rest[0])}
         elif kind == "train":
-            result = train_worker(rest[0], rest[1], int(rest[2]), int(rest[3]))
+            result = train_worker(rest[0], rest[1], int(rest[2]), int(rest[3]), *rest[4:])
         else:
-            result = decode_worker(rest[0], rest[1], int(rest[2]), int(rest[3]))
+            result = decode_worker(rest[0], rest[1], int(rest[2]), int(rest[3]), rest[4])
         print(json.dumps(result))
         return
 
@@ -168,13 +178,13 @@ def main() -> None:
         )
     if args.model:
         print(
-            f"\n{'decoding':<10} {'sent/s':>10} {'tok/s':>10} {'seconds':>8} {'peak MB':>8}   ({limit} sentences, batched)"
+            f"\n{'decoding':<12} {'sent/s':>8} {'tok/s':>10} {'seconds':>8} {'peak MB':>8}   ({limit} sentences, batched)"
         )
-        for beam in (1, 5):
-            r = in_subprocess("decode", args.model, args.source, str(limit), str(beam))
-            name = "greedy" if beam == 1 else f"beam {beam}"
+        for beam, precision in itertools.product((1, 5), ("fp32", "bf16")):
+            r = in_subprocess("decode", args.model, args.source, str(limit), str(beam), precision)
+            name = ("greedy" if beam == 1 else f"beam {beam}") + f" {precision}"
             print(
-                f"{name:<10} {r['sentences_per_s']:10.1f} {r['tokens_per_s']:10.0f} {r['seconds']:8.2f} {r['peak_rss_mb']:8.0f}"
+                f"{name:<12} {r['sentences_per_s']:8.1f} {r['tokens_per_s']:10.0f} {r['seconds']:8.2f} {r['peak_rss_mb']:8.0f}"
             )
 
 

@@ -12,7 +12,6 @@ fresh process. Peak memory is the process's maximum resident set size.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import resource
 import subprocess
@@ -37,58 +36,14 @@ def make_corpus(prefix: Path, size: int) -> None:
         Path(f"{path}.tmp").replace(path)
 
 
-def train_worker(config_path: str, prepared: str, steps: int) -> dict:
-    import torch
-
-    from seq2seq import config as config_module
-    from seq2seq.data import build_training_data, collate, epoch_batches
-    from seq2seq.distributed import autocast_dtype, resolve_precision
-    from seq2seq.model import Seq2Seq
-    from seq2seq.validate import token_loss_sum
-
-    config = config_module.load(config_path)
-    data_config = dataclasses.replace(config.data, prepared=prepared)
-    start = time.perf_counter()
-    data = build_training_data(data_config)
-    batches = epoch_batches(
-        data.train_src, data.train_tgt, data.train_indices, config.train.batch_tokens, 1, 0
-    )
-    ready = time.perf_counter() - start
-    torch.manual_seed(0)
-    model = Seq2Seq.from_config(config.model, len(data.src_vocab), len(data.tgt_vocab))
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
-    dtype = autocast_dtype(resolve_precision(config.train.precision, torch.device("cpu")))
-    tokens = 0
-    for i, indices in enumerate(batches[: steps + 3]):
-        if i == 3:
-            start, tokens = time.perf_counter(), 0
-        batch = collate(data.train_src, data.train_tgt, indices)
-        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-            logits = model(batch.src, batch.src_lengths, batch.tgt_in)
-        loss = token_loss_sum(logits, batch.tgt_out, 0.1) / batch.n_tokens
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        tokens += batch.n_tokens
-    return {
-        "startup_s": ready,
-        "tokens_per_s": tokens / (time.perf_counter() - start),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "batches_per_epoch": len(batches),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/multi30k_de_en.yaml")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 5_000_000])
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--work", default="runs/scale")
-    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="bf16", help="fp32 or bf16")
     args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(train_worker(args.worker[0], args.worker[1], int(args.worker[2]))))
-        return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     rows = []

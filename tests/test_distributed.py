@@ -23,6 +23,14 @@ SETTINGS = [
 ]
 
 
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+
+def run(*command: str) -> None:
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 def train_command(out, *extra) -> list[str]:
     return [
         "-m",
@@ -39,23 +47,8 @@ def train_command(out, *extra) -> list[str]:
 
 
 def test_two_ranks_equal_one_process_with_the_same_global_batch(tmp_path):
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    ddp = subprocess.run(
-        [*torchrun, *train_command(tmp_path / "ddp")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    single = subprocess.run(
-        [sys.executable, *train_command(tmp_path / "single", "--set", "train.accumulate=2")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert single.returncode == 0, single.stderr[-3000:]
+    run(*TORCHRUN, *train_command(tmp_path / "ddp"))
+    run(sys.executable, *train_command(tmp_path / "single", "--set", "train.accumulate=2"))
     a = checkpoint.load(tmp_path / "ddp" / "last.pt")
     b = checkpoint.load(tmp_path / "single" / "last.pt")
     digests = a["progress"]["rank_digests"]
@@ -69,31 +62,9 @@ def test_two_ranks_equal_one_process_with_the_same_global_batch(tmp_path):
 
 
 def test_distributed_resume(tmp_path):
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    first = subprocess.run(
-        [*torchrun, *train_command(tmp_path / "run", "--set", "train.max_steps=3")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert first.returncode == 0, first.stderr[-3000:]
-    resumed = subprocess.run(
-        [*torchrun, *train_command(tmp_path / "run", "--resume")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    straight = subprocess.run(
-        [*torchrun, *train_command(tmp_path / "straight")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert straight.returncode == 0, straight.stderr[-3000:]
+    run(*TORCHRUN, *train_command(tmp_path / "run", "--set", "train.max_steps=3"))
+    run(*TORCHRUN, *train_command(tmp_path / "run", "--resume"))
+    run(*TORCHRUN, *train_command(tmp_path / "straight"))
     a = checkpoint.load(tmp_path / "run" / "last.pt")["model"]
     b = checkpoint.load(tmp_path / "straight" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -266,3 +266,38 @@ def test_unusual_input_still_gives_one_line_each(toy_checkpoint):
     lines = ["zzz qqq", "...", "12345", "🙂🙂", "a", "\t"]
     outputs = Translator.from_checkpoint(toy_checkpoint, "cpu").translate(lines, beam=3)
     assert len(outputs) == len(lines) and outputs[-1] == ""
+
+
+def test_unreadable_file_is_named(tmp_path):
+    from seq2seq.corpus import read_lines
+
+    (tmp_path / "folder.de").mkdir()
+    with pytest.raises(DataError, match=r"folder\.de: cannot read"):
+        read_lines(tmp_path / "folder.de")
+
+
+def test_resume_with_another_vocabulary_is_refused(tmp_path):
+    config = toy_config(max_steps=2, valid_every=2)
+    train(config, tmp_path / "run")
+    other = dataclasses.replace(config, data=dataclasses.replace(config.data, src_vocab_size=10))
+    with pytest.raises(TrainingError, match="data section of the config differs"):
+        train(other, tmp_path / "run", resume=True)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--beam", "0"], "--beam: expected an integer >= 1, got 0"),
+        (["--beam", "2", "--n-best", "3"], "--n-best 3 exceeds --beam 2"),
+    ],
+)
+def test_bad_translate_options(toy_checkpoint, args, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "seq2seq", "translate", "--model", str(toy_checkpoint), *args],
+        input="a b\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode in (1, 2) and message in result.stderr
+    assert "Traceback" not in result.stderr
