@@ -82,14 +82,17 @@ def main() -> None:
             .read_text()
             .replace("train: data/multi30k/train", f"train: {prefix}")
         )
-        worker = subprocess.run(
+        worker = subprocess.run(  # bench.py's training worker, in a fresh process
             [
                 sys.executable,
-                __file__,
+                str(ROOT / "scripts" / "bench.py"),
                 "--worker",
+                "train",
                 str(config_path),
-                str(prepared),
+                args.precision,
                 str(args.steps),
+                "3",
+                str(prepared),
             ],
             cwd=ROOT,
             capture_output=True,

@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--average", type=int, default=0, help="average the last K checkpoints")
     parser.add_argument("--beam", type=int, default=5)
     parser.add_argument("--alpha", type=float, default=0.6)
-    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--precision", default="auto", help="decoding precision: auto, fp32, bf16")
     parser.add_argument("--set", action="append", default=[], help="config override (repeatable)")
     parser.add_argument(
         "--skip-training", action="store_true", help="reuse the output folder's run"
@@ -91,6 +91,8 @@ def main() -> None:
                 str(args.beam),
                 "--alpha",
                 str(args.alpha),
+                "--precision",
+                args.precision,
                 "--metrics",
                 "bleu,chrf",
                 "--json",

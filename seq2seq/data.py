@@ -6,7 +6,7 @@ Shapes: B batch, S source length, T target length (with EOS).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -204,3 +204,17 @@ def build_training_data(
         valid_src_lines,
         valid_ref_lines,
     )
+
+
+def batch_stream(
+    data: TrainingData, batch_tokens: int, seed: int, epoch: int, start: int
+) -> Iterator[tuple[tuple[int, int], Batch]]:
+    """Endless training batches from (epoch, batch ``start``) on, each with the position after it."""
+    while True:
+        batches = epoch_batches(
+            data.train_src, data.train_tgt, data.train_indices, batch_tokens, seed, epoch
+        )
+        for index in range(start, len(batches)):
+            after = (epoch, index + 1) if index + 1 < len(batches) else (epoch + 1, 0)
+            yield after, collate(data.train_src, data.train_tgt, batches[index])
+        epoch, start = epoch + 1, 0

@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -26,8 +25,8 @@ from tqdm import tqdm
 
 from seq2seq import checkpoint, distributed
 from seq2seq import config as config_module
-from seq2seq.config import Config, TrainConfig
-from seq2seq.data import Batch, TrainingData, build_training_data, collate, epoch_batches
+from seq2seq.config import Config
+from seq2seq.data import TrainingData, batch_stream, build_training_data
 from seq2seq.model import Seq2Seq
 from seq2seq.schedule import Progress, learning_rate, record_validation
 from seq2seq.tokenize import from_data
@@ -73,26 +72,6 @@ class TeacherForcing(nn.Module):
                 gold = torch.rand(prev.size(0), device=prev.device) < ratio
                 prev = torch.where(gold, tgt_in[:, t + 1], steps[-1].argmax(-1))
         return torch.stack(steps, dim=1)  # (B, T, V)
-
-
-def batch_stream(
-    data: TrainingData, config: TrainConfig, progress: Progress
-) -> Iterator[tuple[tuple[int, int], Batch]]:
-    """Endless training batches from the saved position on, each with the position after it."""
-    epoch, start = progress.epoch, progress.batch_in_epoch
-    while True:
-        batches = epoch_batches(
-            data.train_src,
-            data.train_tgt,
-            data.train_indices,
-            config.batch_tokens,
-            config.seed,
-            epoch,
-        )
-        for index in range(start, len(batches)):
-            after = (epoch, index + 1) if index + 1 < len(batches) else (epoch + 1, 0)
-            yield after, collate(data.train_src, data.train_tgt, batches[index])
-        epoch, start = epoch + 1, 0
 
 
 def _check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -282,7 +261,7 @@ def _train(config: Config, output_dir: Path, resume: bool, device: torch.device)
         raise KeyboardInterrupt
 
     previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
-    stream = batch_stream(data, cfg, progress)
+    stream = batch_stream(data, cfg.batch_tokens, cfg.seed, progress.epoch, progress.batch_in_epoch)
     bar = tqdm(
         total=cfg.max_steps or None,
         initial=progress.step,
