@@ -361,12 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(asctime)s %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    console.setLevel(logging.WARNING if args.quiet else logging.INFO)  # train.log still gets INFO
+    logging.basicConfig(level=logging.INFO, handlers=[console])
     try:
         return args.func(args)
     except _user_errors() as error:

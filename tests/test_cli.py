@@ -88,3 +88,22 @@ def test_download_from_a_local_mirror(tmp_path):
     result = run("download", "multi30k", "--dest", str(tmp_path / "d"), "--from", str(mirror))
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == sorted(MULTI30K_FILES)
+
+
+def test_quiet_keeps_stderr_to_warnings_but_the_log_file_complete(tmp_path):
+    out = tmp_path / "run"
+    result = run(
+        "-q",
+        "train",
+        "--config",
+        "configs/toy.yaml",
+        "--output-dir",
+        str(out),
+        "--set",
+        "train.max_steps=4",
+        "--set",
+        "train.valid_every=4",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "validation at step" not in result.stderr
+    assert "validation at step 4" in (out / "train.log").read_text()
