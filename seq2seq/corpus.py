@@ -157,8 +157,8 @@ def _tokenize_chunk(lines: list[str]) -> list[list[str]]:
 class _Numericalizer:
     """Token ids of one side, counted as they come; final vocabulary ids assigned at the end."""
 
-    def __init__(self, tokenizer: Tokenizer, workers: int):
-        self.tokenizer, self.workers = tokenizer, workers
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
         self.fast = isinstance(tokenizer, SentencePieceTokenizer)  # piece ids straight from C++
         self.provisional: dict[str, int] = {}
         self.counts = np.zeros(0, dtype=np.int64)
@@ -223,7 +223,7 @@ def prepare(
     samples = [list(islice(iter_lines(path), 2_000_000)) for path in paths]
     tokenizers = build_tokenizers(config, samples[0], samples[1])
     del samples
-    sides = [_Numericalizer(tokenizer, workers) for tokenizer in tokenizers]
+    sides = [_Numericalizer(tokenizer) for tokenizer in tokenizers]
     pools = [
         None
         if side.fast

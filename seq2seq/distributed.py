@@ -39,9 +39,14 @@ def init(device_name: str) -> torch.device:
             torch.cuda.set_device(local)
             return torch.device("cuda", local)
         return torch.device("cpu")
-    if device_name == "auto":
+    return pick_device(device_name)
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto``: CUDA when there is a GPU, else the CPU; otherwise the named device."""
+    if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device_name)
+    return torch.device(name)
 
 
 def shutdown() -> None:

@@ -170,6 +170,7 @@ class Decoder(nn.Module):
         self.output = nn.Linear(embedding_size if tie_embeddings else hidden_size, vocab_size)
         if tie_embeddings:
             self.output.weight = self.embedding.weight
+        self._cache_key, self._cache = None, None  # see _inference_weights
 
     def init_state(self, encoded: Encoded) -> DecoderState:
         """Bridge: s_0 = tanh(W_h [h_fwd; h_bwd]), c_0 = W_c [c_fwd; c_bwd], per layer."""
@@ -208,7 +209,7 @@ class Decoder(nn.Module):
             cell.bias_hh,
         )
         key = tuple((t.data_ptr(), t._version) for t in tensors)
-        if getattr(self, "_cache_key", None) != key:
+        if self._cache_key != key:
             weight = cell.weight_ih[:, : self.embedding.embedding_dim]
             table = F.linear(self.embedding.weight, weight, cell.bias_ih + cell.bias_hh)  # (V, 4D)
             self._cache, self._cache_key = (table.float(), self._recurrent_weight()), key

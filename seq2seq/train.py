@@ -291,7 +291,7 @@ def _train(config: Config, output_dir: Path, resume: bool, device: torch.device)
             lr = learning_rate(cfg, progress.step, progress.lr_scale)
             for param_group in optimizer.param_groups:
                 param_group["lr"] = lr
-            step_loss = 0.0
+            step_loss = torch.zeros((), device=device)
             for i, batch in enumerate(mine):
                 batch = batch.to(device)
                 last = i + 1 == len(mine)
@@ -308,8 +308,8 @@ def _train(config: Config, output_dir: Path, resume: bool, device: torch.device)
                         / step_tokens
                     )
                     scaler.scale(loss).backward()
-                step_loss += float(loss.detach()) / world
-            step_loss = distributed.all_sum(step_loss, device)
+                step_loss += loss.detach() / world
+            step_loss = distributed.all_sum(float(step_loss), device)  # one host sync per step
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 model.parameters(), cfg.clip_norm or float("inf")

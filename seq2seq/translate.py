@@ -44,12 +44,6 @@ class Translation:
         return self.candidates[0].text if self.candidates else ""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 class Translator:
     def __init__(
         self,
@@ -61,7 +55,7 @@ class Translator:
         if precision not in ("fp32", "bf16", "fp16", "auto"):
             raise ValueError(f"precision must be fp32, bf16, fp16 or auto, got {precision!r}")
         self.loaded = loaded
-        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.device = distributed.pick_device(device) if isinstance(device, str) else device
         self.model = loaded.model.to(self.device).eval()
         self.precision = distributed.resolve_precision(precision, self.device)
         self.autocast_dtype = distributed.autocast_dtype(self.precision)
