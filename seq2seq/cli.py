@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
+DEFAULT_WORKERS = 1  # measured on a 2-core CPU: see the README's streaming section
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -28,12 +30,6 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_input(name: str) -> list[str]:
-    from seq2seq.corpus import decode_lines, read_lines
-
-    return decode_lines(sys.stdin.buffer.read(), "<stdin>") if name == "-" else read_lines(name)
-
-
 def _write_output(name: str, text: str) -> None:
     """Stdout, or a file written under a temporary name and renamed: never half a file."""
     if name == "-":
@@ -47,52 +43,66 @@ def _write_output(name: str, text: str) -> None:
 
 
 def _translate(args: argparse.Namespace) -> int:
-    import json
-
     from tqdm import tqdm
 
-    from seq2seq.translate import Translator, attention_record, plot_attention
+    from seq2seq.streaming import FileJob, count_lines, translate_file
 
     if args.n_best > args.beam:
         raise _usage_error(f"translate: --n-best {args.n_best} exceeds --beam {args.beam}")
-    translator = Translator.from_checkpoint(args.model, args.device, args.precision, args.quantize)
-    lines = _read_input(args.input)
-    keep_attention = bool(args.attention or args.plot_attention)
-    with tqdm(
-        total=len(lines), unit="sent", disable=not sys.stderr.isatty(), file=sys.stderr
-    ) as bar:
-        translations = translator.translate_detailed(
-            lines,
+    job = FileJob(
+        model=args.model,
+        input=args.input,
+        output=args.output,
+        attention=args.attention,
+        plot_dir=args.plot_attention,
+        plot_count=args.plot_count,
+        decode=dict(
             beam=args.beam,
             alpha=args.alpha,
             n_best=args.n_best,
             batch_tokens=args.batch_tokens,
             max_len_ratio=args.max_len_ratio,
-            keep_attention=keep_attention,
-            on_batch=bar.update,
-        )
-    if args.n_best > 1:
-        rows = []
-        for i, translation in enumerate(translations):
-            for candidate in translation.candidates:
-                rows.append(f"{i}\t{candidate.score:.4f}\t{candidate.text}\n")
-            if not translation.candidates:
-                rows.append(f"{i}\t0.0000\t\n")
-        _write_output(args.output, "".join(rows))
-    else:
-        _write_output(args.output, "".join(t.text + "\n" for t in translations))
-    if args.attention:
-        records = (
-            json.dumps(attention_record(i, t), ensure_ascii=False)
-            for i, t in enumerate(translations)
-        )
-        _write_output(args.attention, "".join(r + "\n" for r in records))
-    if args.plot_attention:
-        folder = Path(args.plot_attention)
-        folder.mkdir(parents=True, exist_ok=True)
-        for i, translation in enumerate(translations[: args.plot_count]):
-            if translation.candidates:
-                plot_attention(translation, folder / f"attention_{i + 1:04d}.png")
+        ),
+        device=args.device,
+        precision=args.precision,
+        quantize=args.quantize,
+        chunk_lines=args.chunk_lines,
+        workers=args.workers,
+    )
+    show_bar = sys.stderr.isatty() and not args.quiet
+    total = count_lines(args.input) if show_bar else None
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # finished chunks are kept either way
+    with tqdm(total=total, unit="line", disable=not show_bar, file=sys.stderr) as bar:
+        translate_file(job, resume=args.resume, on_lines=bar.update)
+    return 0
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from seq2seq.serve import ServeSettings, serve
+    except ImportError as error:
+        raise _usage_error(
+            f"serve needs FastAPI and uvicorn ({error.name} is missing): pip install 'seq2seq[serve]'"
+        ) from None
+    from seq2seq.translate import Translator
+
+    settings = ServeSettings(
+        beam=args.beam,
+        max_beam=args.max_beam,
+        max_lines=args.max_lines,
+        max_chars=args.max_chars,
+        max_wait_ms=args.max_wait_ms,
+        max_batch_lines=args.max_batch_lines,
+        decode=(("alpha", args.alpha), ("max_len_ratio", args.max_len_ratio)),
+    )
+    if not 1 <= args.beam <= args.max_beam:
+        raise _usage_error(f"serve: --beam {args.beam} exceeds --max-beam {args.max_beam}")
+    translator = Translator.from_checkpoint(args.model, args.device, args.precision, args.quantize)
+    serve(translator, settings, args.host, args.port, str(args.model))
     return 0
 
 
@@ -206,6 +216,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from seq2seq.corpus import DataError
     from seq2seq.download import DownloadError
     from seq2seq.evaluate import EvaluationError
+    from seq2seq.streaming import ResumeError
     from seq2seq.tracking import TrackingError
     from seq2seq.train import TrainingError
 
@@ -215,9 +226,19 @@ def _user_errors() -> tuple[type[Exception], ...]:
         CheckpointError,
         DownloadError,
         EvaluationError,
+        ResumeError,
         TrackingError,
         TrainingError,
     )
+
+
+def _after_interrupt(args: argparse.Namespace) -> str:
+    if args.command == "translate" and args.output != "-":
+        return (
+            f"no {args.output} was written; the finished chunks are kept: "
+            "run the same command with --resume to continue"
+        )
+    return "no output file was written"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,6 +310,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--quantize", choices=["int8"], help="int8 dynamic quantization (CPU inference)"
     )
     translate.add_argument(
+        "--chunk-lines",
+        type=_positive_int,
+        default=20_000,
+        help="lines read, sorted, translated and written at a time (memory stays flat)",
+    )
+    translate.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=DEFAULT_WORKERS,
+        help=f"decoding processes: the CPU cores are split between them, or one GPU each (default {DEFAULT_WORKERS})",
+    )
+    translate.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted translation into --output after its last finished chunk",
+    )
+    translate.add_argument(
         "--attention", metavar="FILE", help="write attention matrices as JSON lines"
     )
     translate.add_argument("--plot-attention", metavar="DIR", help="write attention heatmaps (PNG)")
@@ -296,6 +334,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot-count", type=_positive_int, default=10, help="heatmaps for the first K lines"
     )
     translate.set_defaults(func=_translate)
+
+    serve = commands.add_parser("serve", help="serve a model over HTTP (needs seq2seq[serve])")
+    serve.add_argument("--model", required=True, help="checkpoint, e.g. runs/x/best.pt")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--beam", type=_positive_int, default=5, help="beam when a request names none"
+    )
+    serve.add_argument(
+        "--max-beam", type=_positive_int, default=16, help="largest beam a request may ask"
+    )
+    serve.add_argument("--alpha", type=float, default=0.6, help="GNMT length penalty; 0: off")
+    serve.add_argument("--max-len-ratio", type=float, default=2.0)
+    serve.add_argument("--max-lines", type=_positive_int, default=512, help="lines per request")
+    serve.add_argument(
+        "--max-chars", type=_positive_int, default=100_000, help="characters per request"
+    )
+    serve.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=5.0,
+        help="how long a request waits for others to share its batch",
+    )
+    serve.add_argument(
+        "--max-batch-lines", type=_positive_int, default=1024, help="lines decoded together at most"
+    )
+    serve.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    serve.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    serve.add_argument("--quantize", choices=["int8"], help="int8 dynamic quantization (CPU)")
+    serve.set_defaults(func=_serve)
 
     evaluate = commands.add_parser("evaluate", help="score translations with BLEU, chrF, TER")
     evaluate.add_argument("--hyp", help="translations to score, one per line")
@@ -371,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seq2seq {args.command}: error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print(f"seq2seq {args.command}: interrupted; no output file was written", file=sys.stderr)
+        print(f"seq2seq {args.command}: interrupted; {_after_interrupt(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -49,33 +50,36 @@ def resolve(prefix: str, suffix: str) -> Path:
 
 def read_lines(path: str | Path) -> list[str]:
     """All lines of a UTF-8 text file, plain or gzip; line ends (``\\n``, ``\\r\\n``) removed."""
+    return list(iter_lines(path))
+
+
+def iter_lines(path: str | Path) -> Iterator[str]:
+    """Stream a UTF-8 text file (plain or gzip) line by line, with the file and line in errors."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:
-            raw = handle.read()
+            yield from decode_stream(handle, str(path))
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except (OSError, EOFError) as error:
         raise DataError(f"{path}: cannot read ({error})") from None
-    return decode_lines(raw, str(path))
 
 
-def decode_lines(raw: bytes, name: str) -> list[str]:
-    """Split UTF-8 bytes into lines; invalid UTF-8 is an error naming ``name`` and the line."""
-    lines = raw.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    decoded = []
-    for number, line in enumerate(lines, start=1):
+def decode_stream(handle: BinaryIO, name: str) -> Iterator[str]:
+    """The lines of a binary stream (a file, stdin) as text; invalid UTF-8 names ``name`` and the line.
+
+    Only ``\\n`` ends a line (and a ``\\r`` before it is dropped), so line N here is
+    line N for every other line-oriented tool.
+    """
+    for number, raw in enumerate(handle, start=1):
         try:
-            decoded.append(line.decode("utf-8").rstrip("\r"))
+            yield raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError as error:
             raise DataError(
                 f"{name}:{number}: not valid UTF-8 ({error.reason} at byte {error.start}); "
                 "re-encode the file as UTF-8, e.g. with iconv"
             ) from None
-    return decoded
 
 
 def read_parallel(src_path: Path, tgt_path: Path) -> tuple[list[str], list[str]]:
@@ -122,19 +126,6 @@ class TokenStore(Sequence):
             np.load(f"{prefix}.ids.npy", mmap_mode="r"),
             np.load(f"{prefix}.offsets.npy", mmap_mode="r"),
         )
-
-
-def iter_lines(path: Path) -> Iterator[str]:
-    """Stream a UTF-8 text file (plain or gzip) line by line, with the file and line in errors."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                yield raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as error:
-                raise DataError(
-                    f"{path}:{number}: not valid UTF-8 ({error.reason}); re-encode the file as UTF-8"
-                ) from None
 
 
 def _chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:

@@ -117,12 +117,13 @@ class Translator:
         min_len: int = 0,
         keep_attention: bool = False,
         on_batch: Callable[[int], None] | None = None,
+        line_numbers: list[int] | None = None,
     ) -> list[Translation]:
         """Tokens, scores (and attention) of the ``n_best`` candidates of every line.
 
         ``batch_tokens`` (source tokens per batch) defaults to what was fastest on a
         2-core CPU: 8,000 for greedy search, 1,500 for beam search (which holds K rows
-        per sentence).
+        per sentence). ``line_numbers`` name the lines in warnings (default: 1, 2, ...).
         """
         batch_tokens = batch_tokens or (8000 if beam == 1 else 1500)
         if beam < 1:
@@ -131,7 +132,9 @@ class Translator:
             raise ValueError(f"n-best must be between 1 and the beam size ({beam}), got {n_best}")
         loaded = self.loaded
         source_tokens = loaded.src_tokenizer.encode_many(lines)
-        for number, tokens in enumerate(source_tokens, start=1):
+        for number, tokens in zip(
+            line_numbers or range(1, len(lines) + 1), source_tokens, strict=True
+        ):
             if len(tokens) > self.max_src_len:
                 log.warning(
                     "input line %d has %d tokens; translating its first %d",
@@ -176,14 +179,13 @@ def attention_record(index: int, translation: Translation) -> dict:
     }
 
 
-def plot_attention(translation: Translation, path: Path) -> None:
-    """Heatmap PNG of the best candidate's attention (needs matplotlib)."""
+def plot_attention(record: dict, path: Path) -> None:
+    """Heatmap PNG of one ``attention_record`` (needs matplotlib)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    record = attention_record(0, translation)
     rows, columns = len(record["output"]), len(record["source"])
     figure, axes = plt.subplots(figsize=(max(4, 0.45 * columns + 1.5), max(3, 0.4 * rows + 1.5)))
     axes.imshow(record["attention"] or [[0.0]], cmap="Greys", vmin=0, vmax=1, aspect="auto")

@@ -228,7 +228,9 @@ def test_config_values_out_of_range(tmp_path):
         config_module.load(path)
 
 
-def test_interrupted_translation_leaves_no_output_file(tmp_path, toy_checkpoint):
+def test_interrupted_translation_leaves_no_output_file_but_keeps_its_chunks(
+    tmp_path, toy_checkpoint
+):
     source = tmp_path / "in.txt"
     source.write_text("a b c d e f g h i j k l\n" * 50_000)
     out = tmp_path / "out.txt"
@@ -246,6 +248,8 @@ def test_interrupted_translation_leaves_no_output_file(tmp_path, toy_checkpoint)
             str(out),
             "--beam",
             "5",
+            "--chunk-lines",
+            "1000",
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -256,8 +260,9 @@ def test_interrupted_translation_leaves_no_output_file(tmp_path, toy_checkpoint)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
-    assert "interrupted" in stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+    assert "interrupted" in stderr and "--resume" in stderr
+    assert not out.exists()  # finished chunks wait under a hidden name for --resume
+    assert (tmp_path / ".out.txt.partial").exists()
 
 
 def test_unusual_input_still_gives_one_line_each(toy_checkpoint):

@@ -24,6 +24,8 @@ LAYERS = {
     "train": 7,
     "translate": 7,
     "evaluate": 8,  # --model translates first
+    "streaming": 8,  # files of any size through a Translator
+    "serve": 8,  # HTTP in front of a Translator
     "cli": 9,
     "__main__": 10,
 }
