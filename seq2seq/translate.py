@@ -49,7 +49,7 @@ class Translator:
         self,
         loaded: LoadedModel,
         device: str | torch.device = "cpu",
-        precision: str = "fp32",
+        precision: str = "auto",
         quantize: str | None = None,
     ):
         if precision not in ("fp32", "bf16", "fp16", "auto"):
@@ -77,7 +77,7 @@ class Translator:
         cls,
         path: str | Path,
         device: str | torch.device = "auto",
-        precision: str = "fp32",
+        precision: str = "auto",
         quantize: str | None = None,
     ) -> Translator:
         return cls(checkpoint.load_model(path), device, precision, quantize)
