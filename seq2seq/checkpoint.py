@@ -17,6 +17,7 @@ import torch
 from seq2seq import config as config_module
 from seq2seq import tokenize
 from seq2seq.config import Config
+from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
 from seq2seq.vocab import Vocab
 
@@ -24,7 +25,7 @@ FORMAT = "seq2seq-checkpoint"
 VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A file given as a checkpoint is missing, truncated or not one of ours."""
 
 

@@ -209,29 +209,6 @@ def _usage_error(message: str) -> Exception:
     return ConfigError(message)
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    """Errors a user can cause and fix: shown as one line, not a traceback."""
-    from seq2seq.checkpoint import CheckpointError
-    from seq2seq.config import ConfigError
-    from seq2seq.corpus import DataError
-    from seq2seq.download import DownloadError
-    from seq2seq.evaluate import EvaluationError
-    from seq2seq.streaming import ResumeError
-    from seq2seq.tracking import TrackingError
-    from seq2seq.train import TrainingError
-
-    return (
-        ConfigError,
-        DataError,
-        CheckpointError,
-        DownloadError,
-        EvaluationError,
-        ResumeError,
-        TrackingError,
-        TrainingError,
-    )
-
-
 def _after_interrupt(args: argparse.Namespace) -> str:
     if args.command == "translate" and args.output != "-":
         return (
@@ -428,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from seq2seq.errors import UserError
+
     args = build_parser().parse_args(argv)
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
@@ -435,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, handlers=[console])
     try:
         return args.func(args)
-    except _user_errors() as error:
+    except UserError as error:
         print(f"seq2seq {args.command}: error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -17,8 +17,10 @@ from typing import Any, Literal
 
 import yaml
 
+from seq2seq.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A configuration value a user wrote is unknown, mistyped or impossible."""
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from seq2seq.config import DataConfig
+from seq2seq.errors import UserError
 from seq2seq.tokenize import SentencePieceTokenizer, Tokenizer, build_tokenizers, from_data
 from seq2seq.vocab import SPECIALS, UNK_ID, Vocab
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 FORMAT = "seq2seq-prepared"
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data file is missing, unreadable, malformed or does not match its pair."""
 
 

@@ -17,7 +17,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from seq2seq.errors import UserError
+
 log = logging.getLogger(__name__)
+
+
+class DeviceError(UserError, ValueError):
+    """A device that does not exist on this machine."""
 
 
 def world_size() -> int:
@@ -49,7 +55,17 @@ def pick_device(name: str) -> torch.device:
     """``auto``: CUDA when there is a GPU, else the CPU; otherwise the named device."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device {name}: no CUDA GPU is visible here; use auto or cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise DeviceError(
+            f"device {name}: only {torch.cuda.device_count()} GPU(s) are visible (cuda:0 ...)"
+        )
+    return device
 
 
 def shutdown() -> None:

@@ -9,6 +9,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from seq2seq.errors import UserError
+
 log = logging.getLogger(__name__)
 
 MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw"
@@ -29,7 +31,7 @@ CORPORA = {
 }
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A corpus could be fetched neither from its source nor from the given folder."""
 
 

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seq2seq.corpus import read_lines
+from seq2seq.errors import UserError
 from seq2seq.metrics import Comparison, Score, corpus_score, paired_test
 from seq2seq.translate import Translator
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError, ValueError):
     """Hypotheses and references cannot be scored together as given."""
 
 

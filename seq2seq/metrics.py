@@ -10,6 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from seq2seq.errors import UserError
+
+
+class MetricError(UserError, ValueError):
+    """An unknown metric name."""
+
+
 METRICS = ("bleu", "chrf", "chrf++", "ter")
 
 
@@ -41,7 +48,7 @@ def make_metric(name: str, tokenize: str | None = None, lowercase: bool = False)
         return CHRF(word_order=2 if name == "chrf++" else 0, lowercase=lowercase)
     if name == "ter":
         return TER()  # sacrebleu's default: case-insensitive, like its command line
-    raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
+    raise MetricError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
 
 
 def corpus_score(

@@ -137,8 +137,9 @@ def beam_search(
         output, state, weights = model.decoder.step(prev, state, encoded)
         log_probs = next_log_probs(model, output)  # (B'*K, V)
         vocab = log_probs.size(-1)
-        if t < min_len:
-            log_probs[:, EOS_ID] = float("-inf")
+        if t < min_len:  # EOS is barred until min_len, but never past a sentence's own limit
+            too_short = (limits[active] > t).repeat_interleave(k)  # (B'*K,)
+            log_probs[too_short, EOS_ID] = float("-inf")
         at_limit = (limits[active] <= t).repeat_interleave(k)  # (B'*K,)
         if bool(at_limit.any()):  # only EOS may follow
             eos_column = log_probs[:, EOS_ID].clone()

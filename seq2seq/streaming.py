@@ -39,7 +39,8 @@ from pathlib import Path
 import torch
 
 from seq2seq import distributed
-from seq2seq.corpus import decode_stream, iter_lines
+from seq2seq.corpus import DataError, decode_stream, iter_lines
+from seq2seq.errors import UserError
 from seq2seq.translate import Translation, Translator, attention_record, plot_attention
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ JOURNAL_FORMAT = "seq2seq-translate-progress"
 Rendered = tuple[str, str | None]  # one input line's output rows and attention record
 
 
-class ResumeError(ValueError):
+class ResumeError(UserError, ValueError):
     """An interrupted translation cannot be continued as asked."""
 
 
@@ -280,6 +281,9 @@ def translate_file(
     """Translate ``job.input`` into ``job.output`` chunk by chunk; returns the lines translated."""
     if job.workers < 1 or job.chunk_lines < 1:
         raise ValueError("workers and chunk_lines must be >= 1")
+    for name, what in ((job.model, "checkpoint"), (job.input, "input")):
+        if name != "-" and not Path(name).is_file():
+            raise DataError(f"{name}: no such {what} file")
     journal = journal_path(Path(job.output)) if job.output != "-" else None
     if resume and journal is None:
         raise ResumeError("--resume needs --output FILE: a translation to stdout cannot resume")

@@ -16,13 +16,14 @@ import sys
 from pathlib import Path
 
 from seq2seq.config import WandbConfig
+from seq2seq.errors import UserError
 
 log = logging.getLogger(__name__)
 
 MODES = ("online", "offline", "disabled")
 
 
-class TrackingError(RuntimeError):
+class TrackingError(UserError, RuntimeError):
     """W&B cannot run in the mode that was asked for."""
 
 

@@ -27,6 +27,7 @@ from seq2seq import checkpoint, distributed
 from seq2seq import config as config_module
 from seq2seq.config import Config
 from seq2seq.data import TrainingData, batch_stream, build_training_data
+from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
 from seq2seq.schedule import Progress, learning_rate, record_validation
 from seq2seq.tokenize import from_data
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 MAX_BAD_STEPS = 20  # non-finite losses before training gives up
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """Training cannot start or go on; the message says why and what to do."""
 
 

@@ -20,9 +20,14 @@ from torch import Tensor
 from seq2seq import checkpoint, distributed
 from seq2seq.checkpoint import LoadedModel
 from seq2seq.data import collate, token_batches
+from seq2seq.errors import UserError
 from seq2seq.search import Hypothesis, beam_search, greedy
 
 log = logging.getLogger(__name__)
+
+
+class TranslateError(UserError, ValueError):
+    """A decoding option or device that cannot work."""
 
 
 @dataclass
@@ -53,22 +58,24 @@ class Translator:
         quantize: str | None = None,
     ):
         if precision not in ("fp32", "bf16", "fp16", "auto"):
-            raise ValueError(f"precision must be fp32, bf16, fp16 or auto, got {precision!r}")
+            raise TranslateError(f"precision must be fp32, bf16, fp16 or auto, got {precision!r}")
+        if quantize not in (None, "int8"):
+            raise TranslateError(f"quantize must be int8 or None, got {quantize!r}")
         self.loaded = loaded
         self.device = distributed.pick_device(device) if isinstance(device, str) else device
+        if quantize == "int8" and self.device.type != "cpu":
+            raise TranslateError(
+                f"int8 quantization is for CPU inference, not {self.device}; use --device cpu"
+            )
         self.model = loaded.model.to(self.device).eval()
         self.precision = distributed.resolve_precision(precision, self.device)
         self.autocast_dtype = distributed.autocast_dtype(self.precision)
         if quantize == "int8":
-            if self.device.type != "cpu":
-                raise ValueError("int8 quantization is for CPU inference; use --device cpu")
             # Dynamic int8: weights stored in int8, activations quantized on the fly. Covers
             # the encoder LSTM and every nn.Linear (output layer, attention, bridge, combine).
             self.model = torch.ao.quantization.quantize_dynamic(
                 self.model, {torch.nn.Linear, torch.nn.LSTM}, dtype=torch.qint8
             )
-        elif quantize is not None:
-            raise ValueError(f"quantize must be int8 or None, got {quantize!r}")
         # Sources longer than this are truncated: twice the longest training pair.
         self.max_src_len = 2 * loaded.config.data.max_len
 
@@ -127,9 +134,11 @@ class Translator:
         """
         batch_tokens = batch_tokens or (8000 if beam == 1 else 1500)
         if beam < 1:
-            raise ValueError(f"beam must be >= 1, got {beam}")
+            raise TranslateError(f"beam must be >= 1, got {beam}")
         if not 1 <= n_best <= beam:
-            raise ValueError(f"n-best must be between 1 and the beam size ({beam}), got {n_best}")
+            raise TranslateError(
+                f"n-best must be between 1 and the beam size ({beam}), got {n_best}"
+            )
         loaded = self.loaded
         source_tokens = loaded.src_tokenizer.encode_many(lines)
         for number, tokens in zip(

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import ROOT
 
 
@@ -107,3 +109,19 @@ def test_quiet_keeps_stderr_to_warnings_but_the_log_file_complete(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "validation at step" not in result.stderr
     assert "validation at step 4" in (out / "train.log").read_text()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["evaluate", "--hyp", "data/toy/test.tgt", "--ref", "data/toy/test.tgt", "--metrics", "blue"],
+         "unknown metric 'blue'"),
+        (["translate", "--model", "{model}", "--quantize", "int8", "--device", "cuda"], "device cuda"),
+        (["translate", "--model", "{model}", "--device", "tpu"], "device 'tpu'"),
+        (["translate", "--model", "{model}", "--input", "no/such/file.de"], "no/such/file.de: no such file"),
+    ],
+)  # fmt: skip
+def test_user_errors_are_one_line_without_a_traceback(toy_checkpoint, args, message):
+    result = run(*[a.replace("{model}", str(toy_checkpoint)) for a in args])
+    assert result.returncode == 1, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr

@@ -7,6 +7,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "seq2seq"
 
 # Each module's layer; a module may import only modules of a lower layer.
 LAYERS = {
+    "errors": -1,
     "config": 0,
     "vocab": 0,
     "download": 0,

@@ -106,3 +106,13 @@ def test_attention_rows_are_distributions(toy):
         attention = nbest[0].attention
         assert attention.shape == (len(nbest[0].tokens) + 1, int(length))
         assert torch.allclose(attention.sum(-1), torch.ones(attention.size(0)), atol=1e-5)
+
+
+def test_min_len_above_a_sentence_limit_still_gives_a_hypothesis(tiny_model):
+    src = torch.tensor([[5, 6, 7], [8, 9, 0]])
+    lengths = torch.tensor([3, 2])
+    results = beam_search(tiny_model, src, lengths, beam_size=3, max_len_ratio=1.0, min_len=50)
+    limits = [3 + 5, 2 + 5]  # max_len_ratio x source length + 5
+    for hypotheses, limit in zip(results, limits, strict=True):
+        assert hypotheses, "no hypothesis: min_len must give way to the length limit"
+        assert len(hypotheses[0].tokens) == limit
