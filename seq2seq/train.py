@@ -11,6 +11,7 @@ every step's batches (see ``distributed.py``).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import time
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from seq2seq import checkpoint, distributed
 from seq2seq import config as config_module
 from seq2seq.config import Config
-from seq2seq.data import TrainingData, batch_stream, build_training_data
+from seq2seq.data import TrainingData, batch_stream, build_training_data, worker_batch_stream
 from seq2seq.model import Seq2Seq
 from seq2seq.schedule import Progress, learning_rate, record_validation
 from seq2seq.tokenize import from_data
@@ -261,7 +262,11 @@ def _train(config: Config, output_dir: Path, resume: bool, device: torch.device)
         raise KeyboardInterrupt
 
     previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
-    stream = batch_stream(data, cfg.batch_tokens, cfg.seed, progress.epoch, progress.batch_in_epoch)
+    stream_start = (cfg.batch_tokens, cfg.seed, progress.epoch, progress.batch_in_epoch)
+    if device.type == "cuda":  # pad in a worker process, copy from page-locked memory
+        stream = worker_batch_stream(data, *stream_start, pin_memory=True)
+    else:
+        stream = batch_stream(data, *stream_start)
     bar = tqdm(
         total=cfg.max_steps or None,
         initial=progress.step,
@@ -309,13 +314,15 @@ def _train(config: Config, output_dir: Path, resume: bool, device: torch.device)
                     )
                     scaler.scale(loss).backward()
                 step_loss += loss.detach() / world
-            step_loss = distributed.all_sum(float(step_loss), device)  # one host sync per step
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 model.parameters(), cfg.clip_norm or float("inf")
             )
+            # The one host sync per step (fp16's GradScaler adds its own inf check).
+            step_loss, grad_norm = torch.stack([step_loss, grad_norm.float()]).tolist()
+            step_loss = distributed.all_sum(step_loss, device)
             progress.epoch, progress.batch_in_epoch = position
-            if not torch.isfinite(grad_norm) and precision != "fp16":
+            if not math.isfinite(grad_norm) and precision != "fp16":
                 # A NaN/inf step would poison the weights: skip it, and give up if it keeps happening.
                 optimizer.zero_grad(set_to_none=True)
                 progress.bad_steps += 1
@@ -344,13 +351,13 @@ def _train(config: Config, output_dir: Path, resume: bool, device: torch.device)
                     progress.epoch + 1,
                     mean_loss,
                     lr,
-                    float(grad_norm),
+                    grad_norm,
                     speed,
                 )
                 metrics = {
                     "loss": mean_loss,
                     "lr": lr,
-                    "grad_norm": float(grad_norm),
+                    "grad_norm": grad_norm,
                     "tokens_per_s": speed,
                     "epoch": progress.epoch,
                 }
