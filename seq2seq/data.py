@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -136,6 +137,24 @@ class TrainingData:
     valid_ref_lines: list[str]  # raw references, for BLEU
 
 
+def _suffixes(config: DataConfig) -> tuple[str, str]:
+    return config.src_suffix or config.src_lang, config.tgt_suffix or config.tgt_lang
+
+
+def corpus_files(config: DataConfig) -> dict[str, Path]:
+    """The files training reads, by role, for data lineage (a prepared folder counts as one)."""
+    src_suffix, tgt_suffix = _suffixes(config)
+    files = {}
+    if config.prepared:
+        files["prepared"] = Path(config.prepared)
+    else:
+        files["train.src"] = resolve(config.train, src_suffix)
+        files["train.tgt"] = resolve(config.train, tgt_suffix)
+    files["valid.src"] = resolve(config.valid, src_suffix)
+    files["valid.tgt"] = resolve(config.valid, tgt_suffix)
+    return files
+
+
 def build_training_data(
     config: DataConfig,
     stored: tuple[Tokenizer, Tokenizer, Vocab, Vocab] | None = None,
@@ -146,10 +165,7 @@ def build_training_data(
     resuming, so ids mean the same as before; otherwise they are built here
     from the training data.
     """
-    src_suffix, tgt_suffix = (
-        config.src_suffix or config.src_lang,
-        config.tgt_suffix or config.tgt_lang,
-    )
+    src_suffix, tgt_suffix = _suffixes(config)
     valid_src_lines, valid_ref_lines = read_parallel(
         resolve(config.valid, src_suffix), resolve(config.valid, tgt_suffix)
     )
