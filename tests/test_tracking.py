@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from seq2seq import checkpoint
 from seq2seq.config import WandbConfig
@@ -293,3 +294,25 @@ def test_disabled_turns_everything_off(no_key, monkeypatch, tmp_path):
 def test_a_run_trained_without_wandb_has_no_run_in_its_checkpoint(toy_checkpoint):
     assert "wandb" not in checkpoint.load(toy_checkpoint)
     assert not (toy_checkpoint.parent / "wandb").exists()
+
+
+# The sweep file: what `wandb sweep` reads.
+
+
+def test_sweep_is_bayesian_with_early_termination_and_valid_overrides():
+    from seq2seq import config as config_module
+
+    sweep = yaml.safe_load((ROOT / "configs" / "sweeps" / "sweep_wandb.yaml").read_text())
+    assert sweep["method"] == "bayes" and sweep["project"] and sweep["run_cap"] > 0
+    assert sweep["metric"] == {"name": "valid/bleu", "goal": "maximize"}
+    assert sweep["early_terminate"]["type"] == "hyperband"
+    parameters = sweep["parameters"]
+    assert parameters["train.lr"]["distribution"] == "log_uniform_values"
+    assert parameters["train.batch_tokens"]["distribution"] == "q_log_uniform_values"
+    assert isinstance(parameters["train.batch_tokens"]["q"], int)  # so W&B sends integers
+    command = sweep["command"]
+    base = command[command.index("--config") + 1]
+    assert config_module.load(ROOT / base).wandb.project == sweep["project"]
+    fixed = [command[i + 1] for i, word in enumerate(command) if word == "--set"]
+    for bound in ("min", "max"):  # every sampled value is a valid override
+        config_module.load(ROOT / base, fixed + [f"{k}={v[bound]}" for k, v in parameters.items()])
