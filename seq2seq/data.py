@@ -255,12 +255,12 @@ def _batches(src, tgt, indices, batch_tokens, seed, epoch, start):
 class _BatchStream(IterableDataset):
     """``batch_stream`` for a DataLoader worker; only the id arrays travel to it."""
 
-    def __init__(self, data: TrainingData, *position):
+    def __init__(self, data: TrainingData, batch_tokens: int, seed: int, epoch: int, start: int):
         self.corpus = (data.train_src, data.train_tgt, data.train_indices)
-        self.position = position
+        self.start = (batch_tokens, seed, epoch, start)
 
     def __iter__(self):
-        return _batches(*self.corpus, *self.position)
+        return _batches(*self.corpus, *self.start)
 
 
 def worker_batch_stream(
