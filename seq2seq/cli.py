@@ -109,7 +109,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from seq2seq.evaluate import evaluate_files, evaluate_model
+    from seq2seq.evaluate import evaluate_files, evaluate_model, log_to_wandb
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     options = dict(
@@ -138,7 +138,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
         if args.output:
             _write_output(args.output, "".join(h + "\n" for h in report.hypotheses))
+        if args.wandb:
+            log_to_wandb(args.model, args.src, args.ref, report)
     else:
+        if args.wandb:
+            raise _usage_error("evaluate: --wandb needs --model (the checkpoint names its run)")
         if not args.hyp:
             raise _usage_error("evaluate: give --hyp FILE, or --model CKPT with --src FILE")
         report = evaluate_files(
@@ -376,6 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-len-ratio", type=float, default=2.0)
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    evaluate.add_argument(
+        "--wandb",
+        action="store_true",
+        help="with --model: add the scores and translations to the W&B run that trained it",
+    )
     evaluate.set_defaults(func=_evaluate)
 
     average = commands.add_parser("average", help="average the weights of several checkpoints")

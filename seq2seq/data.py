@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset
 
 from seq2seq.config import DataConfig
 from seq2seq.corpus import DataError, TokenStore, open_prepared, read_parallel, resolve
@@ -45,6 +47,17 @@ class Batch:
             self.src_lengths,
             self.tgt_in.to(device, non_blocking=True),
             self.tgt_out.to(device, non_blocking=True),
+            self.indices,
+            self.n_tokens,
+        )
+
+    def pin_memory(self) -> Batch:
+        """Page-locked copies (what a DataLoader's ``pin_memory`` calls), so ``to`` can overlap."""
+        return Batch(
+            self.src.pin_memory(),
+            self.src_lengths,
+            self.tgt_in.pin_memory(),
+            self.tgt_out.pin_memory(),
             self.indices,
             self.n_tokens,
         )
@@ -124,6 +137,24 @@ class TrainingData:
     valid_ref_lines: list[str]  # raw references, for BLEU
 
 
+def _suffixes(config: DataConfig) -> tuple[str, str]:
+    return config.src_suffix or config.src_lang, config.tgt_suffix or config.tgt_lang
+
+
+def corpus_files(config: DataConfig) -> dict[str, Path]:
+    """The files training reads, by role, for data lineage (a prepared folder counts as one)."""
+    src_suffix, tgt_suffix = _suffixes(config)
+    files = {}
+    if config.prepared:
+        files["prepared"] = Path(config.prepared)
+    else:
+        files["train.src"] = resolve(config.train, src_suffix)
+        files["train.tgt"] = resolve(config.train, tgt_suffix)
+    files["valid.src"] = resolve(config.valid, src_suffix)
+    files["valid.tgt"] = resolve(config.valid, tgt_suffix)
+    return files
+
+
 def build_training_data(
     config: DataConfig,
     stored: tuple[Tokenizer, Tokenizer, Vocab, Vocab] | None = None,
@@ -134,10 +165,7 @@ def build_training_data(
     resuming, so ids mean the same as before; otherwise they are built here
     from the training data.
     """
-    src_suffix, tgt_suffix = (
-        config.src_suffix or config.src_lang,
-        config.tgt_suffix or config.tgt_lang,
-    )
+    src_suffix, tgt_suffix = _suffixes(config)
     valid_src_lines, valid_ref_lines = read_parallel(
         resolve(config.valid, src_suffix), resolve(config.valid, tgt_suffix)
     )
@@ -210,11 +238,51 @@ def batch_stream(
     data: TrainingData, batch_tokens: int, seed: int, epoch: int, start: int
 ) -> Iterator[tuple[tuple[int, int], Batch]]:
     """Endless training batches from (epoch, batch ``start``) on, each with the position after it."""
+    return _batches(
+        data.train_src, data.train_tgt, data.train_indices, batch_tokens, seed, epoch, start
+    )
+
+
+def _batches(src, tgt, indices, batch_tokens, seed, epoch, start):
     while True:
-        batches = epoch_batches(
-            data.train_src, data.train_tgt, data.train_indices, batch_tokens, seed, epoch
-        )
+        batches = epoch_batches(src, tgt, indices, batch_tokens, seed, epoch)
         for index in range(start, len(batches)):
             after = (epoch, index + 1) if index + 1 < len(batches) else (epoch + 1, 0)
-            yield after, collate(data.train_src, data.train_tgt, batches[index])
+            yield after, collate(src, tgt, batches[index])
         epoch, start = epoch + 1, 0
+
+
+class _BatchStream(IterableDataset):
+    """``batch_stream`` for a DataLoader worker; only the id arrays travel to it."""
+
+    def __init__(self, data: TrainingData, batch_tokens: int, seed: int, epoch: int, start: int):
+        self.corpus = (data.train_src, data.train_tgt, data.train_indices)
+        self.start = (batch_tokens, seed, epoch, start)
+
+    def __iter__(self):
+        return _batches(*self.corpus, *self.start)
+
+
+def worker_batch_stream(
+    data: TrainingData, batch_tokens: int, seed: int, epoch: int, start: int, pin_memory: bool
+) -> Iterator[tuple[tuple[int, int], Batch]]:
+    """The batches of ``batch_stream``, in the same order, padded ahead by a worker process.
+
+    For GPUs: collating leaves the training loop, and with ``pin_memory`` each
+    batch arrives in page-locked memory so ``Batch.to`` copies asynchronously.
+    One worker keeps the order, so exact resume is unchanged.
+    """
+    stream = _BatchStream(data, batch_tokens, seed, epoch, start)
+    loader = DataLoader(
+        stream,
+        batch_size=None,
+        collate_fn=_unchanged,  # the default would turn the position tuple into a list
+        num_workers=1,
+        pin_memory=pin_memory,
+        prefetch_factor=8,
+    )
+    return iter(loader)
+
+
+def _unchanged(item):
+    return item

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from seq2seq import checkpoint
+from seq2seq import config as config_module
 from seq2seq.corpus import read_lines
 from seq2seq.errors import UserError
 from seq2seq.metrics import Comparison, Score, corpus_score, paired_test
+from seq2seq.tracking import log_evaluation
 from seq2seq.translate import Translator
 
 
@@ -113,3 +116,18 @@ def evaluate_model(
     translator = Translator.from_checkpoint(model, device, precision)
     hypotheses = translator.translate(sources, **(translate_options or {}))
     return evaluate_lines(hypotheses, references, metrics, **options)
+
+
+def log_to_wandb(
+    model: str | Path, src: str | Path, refs: list[str | Path], report: Report
+) -> None:
+    """Write the scores, signatures and a table of translations into the W&B run that trained ``model``.
+
+    The checkpoint names that run; see ``tracking.log_evaluation`` for where
+    the scores go when it cannot be continued (offline).
+    """
+    payload = checkpoint.load(model)
+    config = config_module.from_dict(payload["config"], where=f"{model} (stored config)")
+    sources, references = read_lines(src), read_lines(refs[0])
+    rows = [list(row) for row in zip(sources, references, report.hypotheses, strict=True)]
+    log_evaluation(config.wandb, payload.get("wandb"), report.to_json(), rows, Path(model).parent)

@@ -11,6 +11,7 @@ every step's batches (see ``distributed.py``).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import time
@@ -26,13 +27,19 @@ from tqdm import tqdm
 from seq2seq import checkpoint, distributed
 from seq2seq import config as config_module
 from seq2seq.config import Config
-from seq2seq.data import TrainingData, batch_stream, build_training_data
+from seq2seq.data import (
+    TrainingData,
+    batch_stream,
+    build_training_data,
+    corpus_files,
+    worker_batch_stream,
+)
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
 from seq2seq.schedule import Progress, learning_rate, record_validation
 from seq2seq.tokenize import from_data
 from seq2seq.tracking import Tracker
-from seq2seq.validate import token_loss_sum, validate
+from seq2seq.validate import attention_samples, token_loss_sum, validate
 from seq2seq.vocab import Vocab
 
 log = logging.getLogger(__name__)
@@ -188,10 +195,21 @@ def _train(config: Config, output_dir: Path, resume: bool, device: torch.device)
         precision,
     )
 
+    previous_run = payload.get("wandb") if payload else None
     tracker = Tracker(
-        config.wandb, config_module.to_dict(config), output_dir, progress.wandb_run_id, enabled=main
+        config.wandb, config_module.to_dict(config), output_dir, previous_run, enabled=main
     )
     progress.wandb_run_id = tracker.run_id
+    setup = {
+        "parameters": n_params,
+        "src_vocab_size": len(data.src_vocab),
+        "tgt_vocab_size": len(data.tgt_vocab),
+        "train_pairs": len(data.train_indices),
+        "device": str(device),
+        "precision": precision,
+        "world_size": world,
+    }
+    tracker.describe(setup, corpus_files(config.data) if tracker.active else {})
 
     def save(name: str, with_state: bool) -> None:
         rng_states = distributed.gather(
@@ -209,6 +227,8 @@ def _train(config: Config, output_dir: Path, resume: bool, device: torch.device)
             parts["optimizer"] = optimizer.state_dict()
             parts["progress"] = asdict(progress)
             parts["rng"] = {"cpu": [s[0] for s in rng_states], "cuda": [s[1] for s in rng_states]}
+        if tracker.identity:  # --resume and `evaluate --wandb` find the run through this
+            parts["wandb"] = tracker.identity
         checkpoint.save(output_dir / name, parts)
 
     def run_validation() -> bool:
@@ -244,10 +264,12 @@ def _train(config: Config, output_dir: Path, resume: bool, device: torch.device)
         ]
         for source, reference, hypothesis in samples:
             log.info("  src: %s\n  ref: %s\n  hyp: %s", source, reference, hypothesis)
-        tracker.log({f"valid/{k}": v for k, v in entry.items()}, progress.step)
-        tracker.log_table(
-            "valid/samples", ["source", "reference", "hypothesis"], samples, progress.step
-        )
+        attention = []
+        if tracker.active:
+            attention = attention_samples(
+                model, data, cfg.num_samples, device, cfg.valid_max_len_ratio, dtype
+            )
+        tracker.log_validation(progress.history, cfg.valid_metric, samples, attention)
         if improved:
             save("best.pt", with_state=False)
         if cfg.keep_checkpoints:
@@ -262,7 +284,11 @@ def _train(config: Config, output_dir: Path, resume: bool, device: torch.device)
         raise KeyboardInterrupt
 
     previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
-    stream = batch_stream(data, cfg.batch_tokens, cfg.seed, progress.epoch, progress.batch_in_epoch)
+    stream_start = (cfg.batch_tokens, cfg.seed, progress.epoch, progress.batch_in_epoch)
+    if device.type == "cuda":  # pad in a worker process, copy from page-locked memory
+        stream = worker_batch_stream(data, *stream_start, pin_memory=True)
+    else:
+        stream = batch_stream(data, *stream_start)
     bar = tqdm(
         total=cfg.max_steps or None,
         initial=progress.step,
@@ -310,13 +336,15 @@ def _train(config: Config, output_dir: Path, resume: bool, device: torch.device)
                     )
                     scaler.scale(loss).backward()
                 step_loss += loss.detach() / world
-            step_loss = distributed.all_sum(float(step_loss), device)  # one host sync per step
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 model.parameters(), cfg.clip_norm or float("inf")
             )
+            # The one host sync per step (fp16's GradScaler adds its own inf check).
+            step_loss, grad_norm = torch.stack([step_loss, grad_norm.float()]).tolist()
+            step_loss = distributed.all_sum(step_loss, device)
             progress.epoch, progress.batch_in_epoch = position
-            if not torch.isfinite(grad_norm) and precision != "fp16":
+            if not math.isfinite(grad_norm) and precision != "fp16":
                 # A NaN/inf step would poison the weights: skip it, and give up if it keeps happening.
                 optimizer.zero_grad(set_to_none=True)
                 progress.bad_steps += 1
@@ -345,13 +373,13 @@ def _train(config: Config, output_dir: Path, resume: bool, device: torch.device)
                     progress.epoch + 1,
                     mean_loss,
                     lr,
-                    float(grad_norm),
+                    grad_norm,
                     speed,
                 )
                 metrics = {
                     "loss": mean_loss,
                     "lr": lr,
-                    "grad_norm": float(grad_norm),
+                    "grad_norm": grad_norm,
                     "tokens_per_s": speed,
                     "epoch": progress.epoch,
                 }
@@ -377,8 +405,10 @@ def _train(config: Config, output_dir: Path, resume: bool, device: torch.device)
             run_validation()
         elif world > 1:
             save("last.pt", with_state=True)  # records rank_digests
+        tracker.log_checkpoints(output_dir, progress.history, cfg.valid_metric, progress.step)
     except KeyboardInterrupt:
         save("last.pt", with_state=True)
+        tracker.log_checkpoints(output_dir, progress.history, cfg.valid_metric, progress.step)
         raise Interrupted(
             f"interrupted at step {progress.step}; {output_dir / 'last.pt'} saved. Resume with: "
             f"seq2seq train --config {output_dir / 'config.yaml'} --output-dir {output_dir} --resume"

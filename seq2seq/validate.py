@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from seq2seq.data import TrainingData, collate
 from seq2seq.metrics import bleu
 from seq2seq.model import Seq2Seq
-from seq2seq.search import decode_corpus
-from seq2seq.vocab import PAD_ID
+from seq2seq.search import decode_corpus, greedy
+from seq2seq.vocab import EOS, PAD_ID
 
 
 def token_loss_sum(
@@ -62,3 +62,37 @@ def validate(
         "bleu": bleu(texts, data.valid_ref_lines).score,
         "hypotheses": texts,
     }
+
+
+@torch.no_grad()
+def attention_samples(
+    model: Seq2Seq,
+    data: TrainingData,
+    count: int,
+    device: torch.device,
+    max_len_ratio: float,
+    autocast_dtype: torch.dtype | None,
+) -> list[tuple[list[str], list[str], list[list[float]]]]:
+    """Greedy attention of the first ``count`` validation sentences.
+
+    Each is (source tokens, output tokens + EOS, weights (N + 1, S) as lists);
+    the same greedy search as validation, so the outputs match its samples.
+    """
+    indices = [i for i in range(min(count, len(data.valid_src))) if data.valid_src[i]]
+    if not indices:
+        return []
+    was_training = model.training
+    model.eval()
+    batch = collate(data.valid_src, None, indices).to(device)
+    enabled = autocast_dtype is not None
+    with torch.autocast(device.type, dtype=autocast_dtype, enabled=enabled):
+        hypotheses = greedy(model, batch.src, batch.src_lengths, max_len_ratio, keep_attention=True)
+    model.train(was_training)
+    return [
+        (
+            data.src_vocab.decode(data.valid_src[i]),
+            data.tgt_vocab.decode(h.tokens) + [EOS],
+            h.attention.tolist(),
+        )
+        for i, h in zip(indices, hypotheses, strict=True)
+    ]

@@ -5,6 +5,7 @@ import random
 
 import numpy as np
 import pytest
+import torch
 
 from seq2seq.corpus import DataError, read_lines, read_parallel, resolve
 from seq2seq.data import collate, token_batches
@@ -60,3 +61,25 @@ def test_collate_shifts_targets_and_pads():
     assert batch.tgt_in.tolist() == [[BOS_ID, 9, 10, PAD_ID], [BOS_ID, 11, 12, 13]]
     assert batch.tgt_out.tolist() == [[9, 10, EOS_ID, PAD_ID], [11, 12, 13, EOS_ID]]
     assert batch.n_tokens == 7
+
+
+def test_worker_stream_gives_the_batches_of_the_plain_stream_across_epochs():
+    # The GPU path pads in a DataLoader worker; on the CPU it must change nothing.
+    from seq2seq.data import batch_stream, build_training_data, epoch_batches, worker_batch_stream
+
+    from .conftest import toy_config
+
+    data = build_training_data(toy_config().data)
+    per_epoch = len(epoch_batches(data.train_src, data.train_tgt, data.train_indices, 300, 1, 0))
+    start = (0, per_epoch - 2)  # two batches before the end of epoch 0
+    plain = batch_stream(data, 300, 1, *start)
+    worker = worker_batch_stream(data, 300, 1, *start, pin_memory=False)
+    positions = []
+    for _ in range(4):
+        (position, a), (worker_position, b) = next(plain), next(worker)
+        assert position == worker_position and a.indices == b.indices
+        assert a.n_tokens == b.n_tokens and torch.equal(a.src_lengths, b.src_lengths)
+        for name in ("src", "tgt_in", "tgt_out"):
+            assert torch.equal(getattr(a, name), getattr(b, name)), name
+        positions.append(position)
+    assert positions == [(0, per_epoch - 1), (1, 0), (1, 1), (1, 2)]

@@ -1,9 +1,6 @@
 """Training end to end on the toy task: learning, exact resume, checkpoints, W&B."""
 
 import dataclasses
-import glob
-import json
-import struct
 
 import pytest
 import torch
@@ -13,6 +10,7 @@ from seq2seq.corpus import read_lines
 from seq2seq.search import decode_corpus
 from seq2seq.train import TrainingError, train
 
+from . import wandb_files
 from .conftest import ROOT, toy_config
 
 
@@ -87,48 +85,22 @@ def test_resume_with_other_model_is_refused(tmp_path):
         train(with_dropout(config, 0.3), tmp_path / "run", resume=True)
 
 
-def read_wandb_history(run_file: str) -> list[dict]:
-    """History rows of an offline W&B run (its .wandb file is a LevelDB-style record log)."""
-    from wandb.proto import wandb_internal_pb2
-
-    data = open(run_file, "rb").read()
-    block, position, chunk, rows = 32768, 7, b"", []  # 7: the file header ":W&B" + magic + version
-    while position + 7 <= len(data):
-        left = block - position % block
-        if left < 7:  # block trailer
-            position += left
-            continue
-        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
-        chunk += data[position + 7 : position + 7 + length]
-        position += 7 + length
-        if kind in (1, 4):  # a full record, or the last piece of one
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(chunk)
-            chunk = b""
-            if record.WhichOneof("record_type") == "history":
-                rows.append(
-                    {
-                        item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                        for item in record.history.item
-                    }
-                )
-    return rows
-
-
+@pytest.mark.slow
 def test_offline_wandb_run_records_metrics(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
     config = toy_config(max_steps=10, valid_every=10, log_every=5)
     config = dataclasses.replace(config, wandb=dataclasses.replace(config.wandb, mode=None))
     train(config, tmp_path / "run")
-    (run_file,) = glob.glob(str(tmp_path / "run" / "wandb" / "offline-run-*" / "run-*.wandb"))
-    rows = read_wandb_history(run_file)
+    (run_file,) = wandb_files.run_files(tmp_path / "run")
+    rows = wandb_files.history(run_file)
     train_rows = [r for r in rows if "train/loss" in r]
-    assert [r["_step"] for r in train_rows] == [5, 10]
+    assert [r["train/step"] for r in train_rows] == [5, 10]  # the x-axis is train/step
     assert all(r["train/tokens_per_s"] > 0 and r["train/lr"] > 0 for r in train_rows)
     valid = [r for r in rows if "valid/bleu" in r]
-    assert valid and valid[0]["_step"] == 10 and 0 <= valid[0]["valid/bleu"] <= 100
+    assert valid and valid[0]["train/step"] == 10 and 0 <= valid[0]["valid/bleu"] <= 100
     assert any(key.startswith("valid/samples/") for r in rows for key in r)
 
 
