@@ -7,6 +7,7 @@ from pathlib import Path
 
 from seq2seq import checkpoint
 from seq2seq import config as config_module
+from seq2seq.config import DecodeOptions
 from seq2seq.corpus import read_lines
 from seq2seq.errors import UserError
 from seq2seq.metrics import Comparison, Score, corpus_score, paired_test
@@ -106,15 +107,16 @@ def evaluate_model(
     refs: list[str | Path],
     metrics: list[str],
     device: str = "auto",
-    translate_options: dict | None = None,
+    translate_options: DecodeOptions | None = None,
     precision: str = "auto",
+    quantize: str | None = None,
     **options,
 ) -> Report:
     """Translate ``src`` with the checkpoint ``model`` and score the output."""
     sources = read_lines(src)
     references = read_references(refs, len(sources), str(src))
-    translator = Translator.from_checkpoint(model, device, precision)
-    hypotheses = translator.translate(sources, **(translate_options or {}))
+    translator = Translator.from_checkpoint(model, device, precision, quantize)
+    hypotheses = translator.translate(sources, translate_options)
     return evaluate_lines(hypotheses, references, metrics, **options)
 
 

@@ -4,10 +4,11 @@ Shapes: B batch, S source length, T target length, E embedding size,
 H encoder hidden size per direction (outputs are 2H), D decoder hidden size,
 A attention size, L decoder layers, V vocabulary size.
 
-The decoder step, as OpenNMT-py's ``global_attention: mlp`` computes it:
+The decoder step: Bahdanau et al.'s additive attention over the current state,
+Luong et al.'s attentional output (their eq. 5, no bias) and input feeding:
 
     s_t = LSTM([emb(y_{t-1}); o_{t-1}], s_{t-1})      input feeding of o_{t-1}
-    a_t = softmax_j(v . tanh(W s_t + U h_j))           additive attention
+    a_t = softmax_j(v . tanh(W s_t + b + U h_j))       additive attention
     c_t = sum_j a_tj h_j
     o_t = tanh(W_c [s_t; c_t])                         attentional output
     logits_t = W_o o_t + b_o

@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from seq2seq.config import DecodeOptions
 from seq2seq.translate import Translator
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ServeSettings:
-    beam: int = 5  # when a request names none
     max_beam: int = 16
     max_lines: int = 512  # per request
     max_chars: int = 100_000  # per request, all lines together
-    max_wait_ms: float = 5.0  # how long the first request of a batch waits for company
+    max_wait_ms: float = 20.0  # how long the first request of a batch waits for company
     max_batch_lines: int = 1024  # lines decoded together at most
-    decode: tuple = ()  # other translate options as (name, value) pairs: alpha, max_len_ratio, ...
+    decode: DecodeOptions = DecodeOptions()  # alpha, max_len_ratio, ...; beam per request
 
 
 class TranslateRequest(BaseModel):
@@ -133,7 +133,7 @@ class Batcher:
                     start += len(p.lines)
 
     def _decode(self, lines: list[str], beam: int) -> list[str]:
-        return self.translator.translate(lines, beam=beam, **dict(self.settings.decode))
+        return self.translator.translate(lines, self.settings.decode, beam=beam)
 
 
 def _check(request: TranslateRequest, settings: ServeSettings) -> int:
@@ -147,7 +147,7 @@ def _check(request: TranslateRequest, settings: ServeSettings) -> int:
         raise RequestError(
             413, f"text has {characters} characters; at most {settings.max_chars} per request"
         )
-    beam = settings.beam if request.beam is None else request.beam
+    beam = settings.decode.beam if request.beam is None else request.beam
     if not 1 <= beam <= settings.max_beam:
         raise RequestError(422, f"beam must be between 1 and {settings.max_beam}, got {beam}")
     return beam

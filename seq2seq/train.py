@@ -51,6 +51,10 @@ class TrainingError(UserError, RuntimeError):
     """Training cannot start or go on; the message says why and what to do."""
 
 
+class _StopAsked(Exception):
+    """Ctrl-C or SIGTERM arrived; raised at the next step boundary."""
+
+
 class Interrupted(Exception):
     """Ctrl-C or SIGTERM arrived; ``last.pt`` has been saved."""
 
@@ -280,10 +284,18 @@ def _train(config: Config, output_dir: Path, resume: bool, device: torch.device)
         save("last.pt", with_state=True)
         return stop
 
-    def on_sigterm(signum, frame):
-        raise KeyboardInterrupt
+    # Ctrl-C / SIGTERM only ask to stop: the loop stops at the next step boundary, where
+    # weights, optimizer, data position and RNG agree, so resuming is exact. A second
+    # signal stops at once (the last validation's last.pt is then kept as it is).
+    stop_asked: list[str] = []
 
-    previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
+    def on_signal(signum, frame):
+        if stop_asked:
+            raise KeyboardInterrupt
+        stop_asked.append(signal.Signals(signum).name)
+        log.warning("%s: stopping after this step (send it again to stop at once)", stop_asked[0])
+
+    previous_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     stream_start = (cfg.batch_tokens, cfg.seed, progress.epoch, progress.batch_in_epoch)
     if device.type == "cuda":  # pad in a worker process, copy from page-locked memory
         stream = worker_batch_stream(data, *stream_start, pin_memory=True)
@@ -302,7 +314,11 @@ def _train(config: Config, output_dir: Path, resume: bool, device: torch.device)
     try:
         while True:
             out_of_time = cfg.max_minutes and progress.elapsed >= 60 * cfg.max_minutes
-            if distributed.broadcast(bool(out_of_time)):  # rank 0's clock decides for all
+            # Rank 0's clock and signals decide for all ranks.
+            stop, out_of_time = distributed.broadcast((bool(stop_asked), bool(out_of_time)))
+            if stop:
+                raise _StopAsked
+            if out_of_time:
                 break
             if (cfg.max_steps and progress.step >= cfg.max_steps) or (
                 cfg.max_epochs and progress.epoch >= cfg.max_epochs
@@ -406,16 +422,23 @@ def _train(config: Config, output_dir: Path, resume: bool, device: torch.device)
         elif world > 1:
             save("last.pt", with_state=True)  # records rank_digests
         tracker.log_checkpoints(output_dir, progress.history, cfg.valid_metric, progress.step)
-    except KeyboardInterrupt:
+    except _StopAsked:
         save("last.pt", with_state=True)
         tracker.log_checkpoints(output_dir, progress.history, cfg.valid_metric, progress.step)
         raise Interrupted(
             f"interrupted at step {progress.step}; {output_dir / 'last.pt'} saved. Resume with: "
             f"seq2seq train --config {output_dir / 'config.yaml'} --output-dir {output_dir} --resume"
         ) from None
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"stopped at once during step {progress.step + 1}; {output_dir / 'last.pt'} from the "
+            "last validation is unchanged. Resume with: "
+            f"seq2seq train --config {output_dir / 'config.yaml'} --output-dir {output_dir} --resume"
+        ) from None
     finally:
         bar.close()
-        signal.signal(signal.SIGTERM, previous_handler)
+        for number, handler in previous_handlers.items():
+            signal.signal(number, handler)
         tracker.finish()
     best = progress.best if progress.best is not None else float("nan")
     log.info(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -19,6 +19,7 @@ from torch import Tensor
 
 from seq2seq import checkpoint, distributed
 from seq2seq.checkpoint import LoadedModel
+from seq2seq.config import DecodeOptions
 from seq2seq.data import collate, token_batches
 from seq2seq.errors import UserError
 from seq2seq.search import Hypothesis, beam_search, greedy
@@ -89,56 +90,47 @@ class Translator:
     ) -> Translator:
         return cls(checkpoint.load_model(path), device, precision, quantize)
 
-    def _decode(self, batch, beam, alpha, n_best, max_len_ratio, min_len, keep_attention):
+    def _decode(self, batch, options: DecodeOptions, keep_attention: bool):
         dtype = self.autocast_dtype
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-            if beam == 1:
+            if options.beam == 1:
                 found = greedy(
-                    self.model, batch.src, batch.src_lengths, max_len_ratio, keep_attention
+                    self.model, batch.src, batch.src_lengths, options.max_len_ratio, keep_attention
                 )
                 return [[h] for h in found]
             return beam_search(
                 self.model,
                 batch.src,
                 batch.src_lengths,
-                beam,
-                alpha,
-                n_best,
-                max_len_ratio,
-                min_len,
+                options.beam,
+                options.alpha,
+                options.n_best,
+                options.max_len_ratio,
+                options.min_len,
                 keep_attention,
             )
 
-    def translate(self, lines: list[str], beam: int = 5, **options) -> list[str]:
-        """Translate raw lines; see ``translate_detailed`` for the options."""
-        return [t.text for t in self.translate_detailed(lines, beam=beam, **options)]
+    def translate(
+        self, lines: list[str], options: DecodeOptions | None = None, **overrides
+    ) -> list[str]:
+        """Translate raw lines: ``translate(lines, beam=1)`` or ``translate(lines, options)``."""
+        return [t.text for t in self.translate_detailed(lines, options, **overrides)]
 
     def translate_detailed(
         self,
         lines: list[str],
-        beam: int = 5,
-        alpha: float = 0.6,
-        n_best: int = 1,
-        batch_tokens: int | None = None,
-        max_len_ratio: float = 2.0,
-        min_len: int = 0,
+        options: DecodeOptions | None = None,
         keep_attention: bool = False,
         on_batch: Callable[[int], None] | None = None,
         line_numbers: list[int] | None = None,
+        **overrides,
     ) -> list[Translation]:
-        """Tokens, scores (and attention) of the ``n_best`` candidates of every line.
+        """Tokens, scores (and attention) of the ``options.n_best`` candidates of every line.
 
-        ``batch_tokens`` (source tokens per batch) defaults to what was fastest on a
-        2-core CPU: 8,000 for greedy search, 1,500 for beam search (which holds K rows
-        per sentence). ``line_numbers`` name the lines in warnings (default: 1, 2, ...).
+        ``overrides`` replace fields of ``options`` (``beam=1``, ``n_best=3``, ...);
+        ``line_numbers`` name the lines in warnings (default: 1, 2, ...).
         """
-        batch_tokens = batch_tokens or (8000 if beam == 1 else 1500)
-        if beam < 1:
-            raise TranslateError(f"beam must be >= 1, got {beam}")
-        if not 1 <= n_best <= beam:
-            raise TranslateError(
-                f"n-best must be between 1 and the beam size ({beam}), got {n_best}"
-            )
+        options = replace(options or DecodeOptions(), **overrides)
         loaded = self.loaded
         source_tokens = loaded.src_tokenizer.encode_many(lines)
         for number, tokens in zip(
@@ -156,9 +148,9 @@ class Translator:
         results: list[list[Hypothesis]] = [[] for _ in lines]
         lengths = [len(s) for s in sources]
         nonempty = [i for i, length in enumerate(lengths) if length > 0]
-        for indices in token_batches(lengths, nonempty, batch_tokens, rng=None):
+        for indices in token_batches(lengths, nonempty, options.tokens_per_batch, rng=None):
             batch = collate(sources, None, indices).to(self.device)
-            nbest = self._decode(batch, beam, alpha, n_best, max_len_ratio, min_len, keep_attention)
+            nbest = self._decode(batch, options, keep_attention)
             for i, hypotheses in zip(indices, nbest, strict=True):
                 results[i] = hypotheses
             if on_batch is not None:

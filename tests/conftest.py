@@ -41,3 +41,10 @@ def toy_checkpoint(tmp_path_factory) -> Path:
     from seq2seq.train import train
 
     return train(toy_config(), tmp_path_factory.mktemp("toy") / "run")
+
+
+def pytest_collection_modifyitems(items):
+    """Whatever needs the trained toy model is slow (it trains once per session)."""
+    for item in items:
+        if "toy_checkpoint" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

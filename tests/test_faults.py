@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -191,11 +192,15 @@ def wait_for(path, process, timeout=120):
         time.sleep(0.05)
 
 
-def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_kill_then_resume_matches_an_uninterrupted_run(tmp_path, how):
     killed = start_training(tmp_path / "killed")
     wait_for(tmp_path / "killed" / "last.pt", killed)  # the first checkpoint, at step 40
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
+    if how == signal.SIGTERM:  # at a random moment: inside a step, a validation, a save
+        time.sleep(random.Random().uniform(0, 1.0))
+    killed.send_signal(how)
+    assert killed.wait(timeout=60) == (-9 if how == signal.SIGKILL else 130)
     straight = start_training(tmp_path / "straight")
     assert straight.wait(timeout=300) == 0
     step = checkpoint.load(tmp_path / "killed" / "last.pt")["progress"]["step"]

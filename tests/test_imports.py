@@ -27,6 +27,7 @@ LAYERS = {
     "evaluate": 8,  # --model translates first
     "streaming": 8,  # files of any size through a Translator
     "serve": 8,  # HTTP in front of a Translator
+    "arguments": 8,  # the command line's grammar; imports nothing of ours
     "cli": 9,
     "__main__": 10,
 }
