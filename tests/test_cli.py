@@ -118,7 +118,7 @@ def test_quiet_keeps_stderr_to_warnings_but_the_log_file_complete(tmp_path):
          "unknown metric 'blue'"),
         (["translate", "--model", "{model}", "--quantize", "int8", "--device", "cuda"], "device cuda"),
         (["translate", "--model", "{model}", "--device", "tpu"], "device 'tpu'"),
-        (["translate", "--model", "{model}", "--input", "no/such/file.de"], "no/such/file.de: no such file"),
+        (["translate", "--model", "{model}", "--input", "no/such/file.de"], "no/such/file.de: no such input file"),
     ],
 )  # fmt: skip
 def test_user_errors_are_one_line_without_a_traceback(toy_checkpoint, args, message):

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from seq2seq.config import DecodeOptions
 from seq2seq.streaming import FileJob, ResumeError, journal_path, translate_file
 from seq2seq.translate import Translator
 
@@ -53,7 +54,7 @@ def test_chunks_keep_order_and_one_line_per_line(toy_checkpoint, tmp_path):
         input=str(source),
         output=str(tmp_path / "out.txt"),
         attention=str(tmp_path / "att.jsonl"),
-        decode={"beam": 3},
+        decode=DecodeOptions(beam=3),
         device="cpu",
         chunk_lines=7,  # 60 lines: 9 chunks, the last one short
     )
@@ -165,7 +166,9 @@ def test_resume_with_other_settings_is_refused(toy_checkpoint, tmp_path):
     source = tmp_path / "in.txt"
     source.write_text("a b\nc d\n", encoding="utf-8")
     out = tmp_path / "out.txt"
-    job = FileJob(str(toy_checkpoint), str(source), str(out), decode={"beam": 2}, device="cpu")
+    job = FileJob(
+        str(toy_checkpoint), str(source), str(out), decode=DecodeOptions(beam=2), device="cpu"
+    )
     journal_path(out).write_text(
         json.dumps(
             {"format": "seq2seq-translate-progress", "settings": {}, "lines": 1, "sizes": [4, None]}
