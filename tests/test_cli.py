@@ -18,6 +18,7 @@ def run(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_train_runs_end_to_end(tmp_path):
     out = tmp_path / "run"
     result = run(
@@ -92,6 +93,7 @@ def test_download_from_a_local_mirror(tmp_path):
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == sorted(MULTI30K_FILES)
 
 
+@pytest.mark.slow
 def test_quiet_keeps_stderr_to_warnings_but_the_log_file_complete(tmp_path):
     out = tmp_path / "run"
     result = run(

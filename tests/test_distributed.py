@@ -3,11 +3,14 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from seq2seq import checkpoint
 
 from .conftest import ROOT
+
+pytestmark = pytest.mark.slow  # every test starts torchrun processes that train
 
 SETTINGS = [
     "--set",

@@ -119,6 +119,7 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left
 
 
+@pytest.mark.slow
 def test_nan_steps_are_skipped_then_training_stops(tmp_path, monkeypatch):
     from seq2seq import train as train_module
 
@@ -142,6 +143,7 @@ def test_nan_steps_are_skipped_then_training_stops(tmp_path, monkeypatch):
     assert not (tmp_path / "run2" / "best.pt").exists()
 
 
+@pytest.mark.slow
 def test_same_seed_same_validation_scores(tmp_path):
     config = dataclasses.replace(toy_config(max_steps=20, valid_every=10))
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, dropout=0.2))
@@ -212,6 +214,7 @@ def test_kill_then_resume_matches_an_uninterrupted_run(tmp_path, how):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_prints_the_resume_command(tmp_path):
     process = start_training(tmp_path / "run")
     wait_for(tmp_path / "run" / "last.pt", process)
@@ -286,6 +289,7 @@ def test_unreadable_file_is_named(tmp_path):
         read_lines(tmp_path / "folder.de")
 
 
+@pytest.mark.slow
 def test_resume_with_another_vocabulary_is_refused(tmp_path):
     config = toy_config(max_steps=2, valid_every=2)
     train(config, tmp_path / "run")

@@ -13,6 +13,8 @@ from seq2seq.train import TrainingError, train
 from . import wandb_files
 from .conftest import ROOT, toy_config
 
+pytestmark = pytest.mark.slow  # every test trains
+
 
 def exact_match(best_path, split: str = "test") -> float:
     loaded = checkpoint.load_model(best_path)
