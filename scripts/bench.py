@@ -63,42 +63,41 @@ def forward_flops_per_target_token(
 def train_worker(
     config_path: str, precision: str, steps: int, warmup: int, prepared: str = ""
 ) -> dict:
-    """Train ``steps`` batches of the first epoch (after ``warmup``); ``prepared``: a prepared folder."""
+    """Train ``steps`` optimizer steps (after ``warmup``) with the training loop's own step.
+
+    ``step.train_step`` is what ``seq2seq train`` calls: accumulation, clipping,
+    the learning-rate schedule and scheduled sampling as the config says.
+    ``prepared``: a prepared folder instead of the text files.
+    """
     import dataclasses
 
     import torch
 
     from seq2seq import config as config_module
-    from seq2seq.data import build_training_data, collate, epoch_batches
-    from seq2seq.distributed import autocast_dtype
+    from seq2seq.data import batch_stream, build_training_data
     from seq2seq.model import Seq2Seq
-    from seq2seq.validate import token_loss_sum
+    from seq2seq.schedule import gold_probability, learning_rate
+    from seq2seq.step import make_trainable, train_step
 
     config = config_module.load(config_path)
+    cfg = config.train
     start = time.perf_counter()
     data = build_training_data(dataclasses.replace(config.data, prepared=prepared or None))
-    batches = epoch_batches(
-        data.train_src, data.train_tgt, data.train_indices, config.train.batch_tokens, 0, 0
-    )
+    stream = batch_stream(data, cfg.batch_tokens, cfg.seed, 0, 0)
     startup = time.perf_counter() - start
     torch.manual_seed(0)
     model = Seq2Seq.from_config(config.model, len(data.src_vocab), len(data.tgt_vocab))
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
-    dtype = autocast_dtype(precision)
+    trainable = make_trainable(model.train(), cfg, torch.device("cpu"), precision)
     tokens = src_tokens = 0
-    for i, indices in enumerate(batches[: warmup + steps]):
-        if i == warmup:
+    for step in range(warmup + steps):
+        if step == warmup:
             start, tokens, src_tokens = time.perf_counter(), 0, 0
-        batch = collate(data.train_src, data.train_tgt, indices)
-        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-            logits = model(batch.src, batch.src_lengths, batch.tgt_in)
-        loss = token_loss_sum(logits, batch.tgt_out, 0.1) / batch.n_tokens
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        tokens += batch.n_tokens
-        src_tokens += int(batch.src_lengths.sum())
+        batches = [batch for _, batch in (next(stream) for _ in range(cfg.accumulate))]
+        step_tokens = sum(batch.n_tokens for batch in batches)
+        lr = learning_rate(cfg, step, 1.0)
+        train_step(trainable, batches, step_tokens, lr, cfg, gold_probability(cfg, step))
+        tokens += step_tokens
+        src_tokens += sum(int(batch.src_lengths.sum()) for batch in batches)
     seconds = time.perf_counter() - start
     flops = 3 * forward_flops_per_target_token(
         config.model, len(data.src_vocab), len(data.tgt_vocab), src_tokens / tokens
@@ -108,7 +107,6 @@ def train_worker(
         "flops_per_token": flops,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "startup_s": startup,
-        "batches_per_epoch": len(batches),
     }
 
 
@@ -161,7 +159,7 @@ def main() -> None:
 
     import torch
 
-    from seq2seq.distributed import native_bf16
+    from seq2seq.device import native_bf16
 
     # Only what this machine computes natively: emulated bf16 on an AVX2-only CPU runs at
     # about 1 GFLOP/s and would take hours (README, "Speed").

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 
 from seq2seq import config as config_module
-from seq2seq import tokenize
 from seq2seq.config import Config
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
+from seq2seq.tokenize import Preprocessing, Tokenizer
 from seq2seq.vocab import Vocab
 
 FORMAT = "seq2seq-checkpoint"
@@ -76,27 +76,30 @@ def load(path: str | Path) -> dict:
 class LoadedModel:
     config: Config
     model: Seq2Seq
-    src_vocab: Vocab
-    tgt_vocab: Vocab
-    src_tokenizer: tokenize.Tokenizer
-    tgt_tokenizer: tokenize.Tokenizer
+    preprocessing: Preprocessing
+
+    @property
+    def src_vocab(self) -> Vocab:
+        return self.preprocessing.src_vocab
+
+    @property
+    def tgt_vocab(self) -> Vocab:
+        return self.preprocessing.tgt_vocab
+
+    @property
+    def src_tokenizer(self) -> Tokenizer:
+        return self.preprocessing.src_tokenizer
+
+    @property
+    def tgt_tokenizer(self) -> Tokenizer:
+        return self.preprocessing.tgt_tokenizer
 
 
-def model_payload(
-    config: Config,
-    model: Seq2Seq,
-    src_vocab: Vocab,
-    tgt_vocab: Vocab,
-    src_tokenizer: tokenize.Tokenizer,
-    tgt_tokenizer: tokenize.Tokenizer,
-) -> dict:
+def model_payload(config: Config, model: Seq2Seq, preprocessing: Preprocessing) -> dict:
     """What translating needs, as plain data."""
     return {
         "config": config_module.to_dict(config),
-        "src_vocab": src_vocab.tokens,
-        "tgt_vocab": tgt_vocab.tokens,
-        "src_tokenizer": src_tokenizer.to_data(),
-        "tgt_tokenizer": tgt_tokenizer.to_data(),
+        **preprocessing.to_data(),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
 
@@ -105,18 +108,13 @@ def load_model(path: str | Path, payload: dict | None = None) -> LoadedModel:
     """Rebuild model, vocabularies and tokenizers from a checkpoint (on the CPU, in eval mode)."""
     payload = payload if payload is not None else load(path)
     config = config_module.from_dict(payload["config"], where=f"{path} (stored config)")
-    src_vocab, tgt_vocab = Vocab(payload["src_vocab"]), Vocab(payload["tgt_vocab"])
-    model = Seq2Seq.from_config(config.model, len(src_vocab), len(tgt_vocab))
+    preprocessing = Preprocessing.from_data(payload)
+    model = Seq2Seq.from_config(
+        config.model, len(preprocessing.src_vocab), len(preprocessing.tgt_vocab)
+    )
     model.load_state_dict(payload["model"])
     model.eval()
-    return LoadedModel(
-        config,
-        model,
-        src_vocab,
-        tgt_vocab,
-        tokenize.from_data(payload["src_tokenizer"]),
-        tokenize.from_data(payload["tgt_tokenizer"]),
-    )
+    return LoadedModel(config, model, preprocessing)
 
 
 def average(paths: list[str | Path]) -> dict:
@@ -141,7 +139,7 @@ def average(paths: list[str | Path]) -> dict:
         else tensor
         for name, tensor in first["model"].items()
     }
-    keep = ("config", "src_vocab", "tgt_vocab", "src_tokenizer", "tgt_tokenizer")
+    keep = ("config", *Preprocessing.KEYS)
     return {
         **{k: first[k] for k in keep},
         "model": averaged,

@@ -183,7 +183,7 @@ def _average(args: argparse.Namespace) -> int:
 
 def _prepare(args: argparse.Namespace) -> int:
     from seq2seq import config as config_module
-    from seq2seq.corpus import prepare
+    from seq2seq.prepare import prepare
 
     config = config_module.load(args.config, args.set)
     summary = prepare(config.data, args.output, workers=args.workers)

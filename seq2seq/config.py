@@ -72,7 +72,12 @@ class TrainConfig:
     weight_decay: float = 0.0
     clip_norm: float = 1.0  # 0 disables clipping
     label_smoothing: float = 0.1
-    teacher_forcing_ratio: float = 1.0  # < 1 enables scheduled sampling
+    # Scheduled sampling (Bengio et al. 2015): each decoder input is the gold previous token
+    # with a probability, else the model's own guess (never a special symbol).
+    teacher_forcing_ratio: float = 1.0  # that probability, constant; the floor for a decay
+    scheduled_sampling: Literal["off", "inverse_sigmoid"] = "off"  # decay from 1 to the ratio
+    scheduled_sampling_k: float = 1000.0  # inverse sigmoid k/(k + exp(step/k)): halfway near k ln k
+    sampled_tokens: Literal["argmax", "sample"] = "argmax"  # the model's guess: best or sampled
     lr_schedule: Literal["constant", "plateau", "inverse_sqrt", "cosine"] = "plateau"
     warmup_steps: int = 0
     lr_decay_factor: float = 0.5  # plateau: multiply the lr by this ...
@@ -166,6 +171,7 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     "train.clip_norm": _NON_NEGATIVE,
     "train.label_smoothing": _PROBABILITY,
     "train.teacher_forcing_ratio": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "train.scheduled_sampling_k": (lambda v: v >= 1, "a number >= 1"),
     "train.warmup_steps": _NON_NEGATIVE,
     "train.lr_decay_factor": (lambda v: 0 < v < 1, "a number in (0, 1)"),
     "train.lr_patience": _NON_NEGATIVE,
@@ -289,6 +295,11 @@ def _check_combinations(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: train.lr_schedule: cosine needs train.max_steps > 0")
     if train.precision == "fp16" and train.device == "cpu":
         raise ConfigError(f"{where}: train.precision: fp16 needs CUDA; use bf16 or fp32 on the CPU")
+    if train.scheduled_sampling != "off" and train.teacher_forcing_ratio == 1:
+        raise ConfigError(
+            f"{where}: train.scheduled_sampling: {train.scheduled_sampling} decays the gold-token "
+            "probability from 1 to train.teacher_forcing_ratio; set that below 1, e.g. 0.75"
+        )
     if train.min_lr > train.lr:
         raise ConfigError(f"{where}: train.min_lr: must not exceed train.lr ({train.lr})")
 

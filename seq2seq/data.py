@@ -16,8 +16,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
 from seq2seq.config import DataConfig
-from seq2seq.corpus import DataError, TokenStore, open_prepared, read_parallel, resolve
-from seq2seq.tokenize import Tokenizer, build_tokenizers, from_data
+from seq2seq.corpus import DataError, TokenStore, read_parallel, resolve
+from seq2seq.prepare import open_prepared
+from seq2seq.tokenize import Preprocessing, Tokenizer, build_tokenizers
 from seq2seq.vocab import BOS_ID, EOS_ID, PAD_ID, Vocab
 
 log = logging.getLogger(__name__)
@@ -124,10 +125,7 @@ def epoch_batches(
 class TrainingData:
     """Everything training reads: tokenizers, vocabularies, and the corpora as ids."""
 
-    src_tokenizer: Tokenizer
-    tgt_tokenizer: Tokenizer
-    src_vocab: Vocab
-    tgt_vocab: Vocab
+    preprocessing: Preprocessing
     train_src: TokenStore
     train_tgt: TokenStore
     train_indices: np.ndarray  # pairs that survived filtering
@@ -135,6 +133,18 @@ class TrainingData:
     valid_tgt: list[list[int]]
     valid_src_lines: list[str]  # raw text, for samples
     valid_ref_lines: list[str]  # raw references, for BLEU
+
+    @property
+    def src_vocab(self) -> Vocab:
+        return self.preprocessing.src_vocab
+
+    @property
+    def tgt_vocab(self) -> Vocab:
+        return self.preprocessing.tgt_vocab
+
+    @property
+    def tgt_tokenizer(self) -> Tokenizer:
+        return self.preprocessing.tgt_tokenizer
 
 
 def _suffixes(config: DataConfig) -> tuple[str, str]:
@@ -157,7 +167,7 @@ def corpus_files(config: DataConfig) -> dict[str, Path]:
 
 def build_training_data(
     config: DataConfig,
-    stored: tuple[Tokenizer, Tokenizer, Vocab, Vocab] | None = None,
+    stored: Preprocessing | None = None,
 ) -> TrainingData:
     """Read, tokenize and numericalize the corpora (or map a prepared folder).
 
@@ -173,15 +183,12 @@ def build_training_data(
         meta, train_src, train_tgt = open_prepared(config)
         source = config.prepared
         if stored is None:
-            stored = (
-                from_data(meta["src_tokenizer"]),
-                from_data(meta["tgt_tokenizer"]),
-                Vocab(meta["src_vocab"]),
-                Vocab(meta["tgt_vocab"]),
-            )
-        elif stored[2].tokens != meta["src_vocab"] or stored[3].tokens != meta["tgt_vocab"]:
+            stored = Preprocessing.from_data(meta)
+        elif (
+            stored.src_vocab.tokens != meta["src_vocab"]
+            or stored.tgt_vocab.tokens != meta["tgt_vocab"]
+        ):
             raise DataError(f"{source}: its vocabularies differ from the checkpoint's")
-        src_tokenizer, tgt_tokenizer, src_vocab, tgt_vocab = stored
     else:
         train_src_path = resolve(config.train, src_suffix)
         src_lines, tgt_lines = read_parallel(train_src_path, resolve(config.train, tgt_suffix))
@@ -191,14 +198,19 @@ def build_training_data(
         if stored is None:
             src_tokenizer, tgt_tokenizer = build_tokenizers(config, src_lines, tgt_lines)
         else:
-            src_tokenizer, tgt_tokenizer, src_vocab, tgt_vocab = stored
+            src_tokenizer, tgt_tokenizer = stored.src_tokenizer, stored.tgt_tokenizer
         src_tokens = src_tokenizer.encode_many(src_lines)
         tgt_tokens = tgt_tokenizer.encode_many(tgt_lines)
         if stored is None:
-            src_vocab = Vocab.build(src_tokens, config.src_vocab_size, config.min_freq)
-            tgt_vocab = Vocab.build(tgt_tokens, config.tgt_vocab_size, config.min_freq)
-        train_src = TokenStore.from_lists([src_vocab.encode(tokens) for tokens in src_tokens])
-        train_tgt = TokenStore.from_lists([tgt_vocab.encode(tokens) for tokens in tgt_tokens])
+            stored = Preprocessing(
+                src_tokenizer,
+                tgt_tokenizer,
+                Vocab.build(src_tokens, config.src_vocab_size, config.min_freq),
+                Vocab.build(tgt_tokens, config.tgt_vocab_size, config.min_freq),
+            )
+        train_src = TokenStore.from_lists([stored.src_vocab.encode(t) for t in src_tokens])
+        train_tgt = TokenStore.from_lists([stored.tgt_vocab.encode(t) for t in tgt_tokens])
+    src_vocab, tgt_vocab = stored.src_vocab, stored.tgt_vocab
     train_indices, empty, long = filter_pairs(
         train_src.lengths(), train_tgt.lengths(), config.max_len
     )
@@ -217,13 +229,10 @@ def build_training_data(
             f"{source}: no training pair left after filtering "
             f"({empty} empty, {long} longer than data.max_len={config.max_len})"
         )
-    valid_src = [src_vocab.encode(t) for t in src_tokenizer.encode_many(valid_src_lines)]
-    valid_tgt = [tgt_vocab.encode(t) for t in tgt_tokenizer.encode_many(valid_ref_lines)]
+    valid_src = [src_vocab.encode(t) for t in stored.src_tokenizer.encode_many(valid_src_lines)]
+    valid_tgt = [tgt_vocab.encode(t) for t in stored.tgt_tokenizer.encode_many(valid_ref_lines)]
     return TrainingData(
-        src_tokenizer,
-        tgt_tokenizer,
-        src_vocab,
-        tgt_vocab,
+        stored,
         train_src,
         train_tgt,
         train_indices,

@@ -1,30 +1,14 @@
-"""Learning-rate schedules, and the bookkeeping of validation scores that drives them.
+"""Schedules that depend only on the step: the learning rate and the gold-token probability.
 
-``Progress`` is everything besides weights and optimizer state that an exact
-resume needs; it is stored in ``last.pt`` as plain data.
+Plateau decay and early stopping depend on validation scores instead; they
+live with the rest of a run's state in ``run.Progress``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 from seq2seq.config import TrainConfig
-
-
-@dataclass
-class Progress:
-    step: int = 0  # optimizer updates done
-    epoch: int = 0  # position in the data: epoch ...
-    batch_in_epoch: int = 0  # ... and the next batch to read in it
-    elapsed: float = 0.0  # seconds of training so far (validation included)
-    lr_scale: float = 1.0  # reduce-on-plateau multiplier
-    best: float | None = None  # best validation score so far
-    validations_since_best: int = 0
-    bad_steps: int = 0  # steps skipped for a non-finite loss, in total
-    wandb_run_id: str | None = None
-    history: list[dict] = field(default_factory=list)  # one entry per validation
-    rank_digests: list[str] = field(default_factory=list)  # distributed runs: weights per rank
 
 
 def learning_rate(config: TrainConfig, step: int, lr_scale: float) -> float:
@@ -40,17 +24,16 @@ def learning_rate(config: TrainConfig, step: int, lr_scale: float) -> float:
     return max(config.lr * factor * lr_scale, min(config.min_lr, config.lr))
 
 
-def record_validation(progress: Progress, config: TrainConfig, score: float) -> tuple[bool, bool]:
-    """Update best score, plateau decay and early stopping; returns (improved, stop)."""
-    higher_is_better = config.valid_metric == "bleu"
-    best = progress.best
-    improved = best is None or (score > best if higher_is_better else score < best)
-    if improved:
-        progress.best, progress.validations_since_best = score, 0
-    else:
-        progress.validations_since_best += 1
-        patience = max(config.lr_patience, 1)
-        if config.lr_schedule == "plateau" and progress.validations_since_best % patience == 0:
-            progress.lr_scale *= config.lr_decay_factor
-    patience = config.early_stopping_patience
-    return improved, patience > 0 and progress.validations_since_best >= patience
+def gold_probability(config: TrainConfig, step: int) -> float:
+    """Scheduled sampling: the chance that decoder input t is the gold token y_{t-1}.
+
+    ``teacher_forcing_ratio`` alone is a constant chance. ``inverse_sigmoid``
+    decays it from 1 towards that ratio as eps = k / (k + exp(step / k))
+    (Bengio et al. 2015, section 2.4), rescaled to [ratio, 1].
+    """
+    floor = config.teacher_forcing_ratio
+    if config.scheduled_sampling == "off":
+        return floor
+    k = config.scheduled_sampling_k
+    epsilon = k / (k + math.exp(min(step / k, 700.0)))  # exp overflows past 709
+    return floor + (1 - floor) * epsilon

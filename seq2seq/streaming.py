@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from seq2seq import distributed
+from seq2seq import device as device_module
 from seq2seq.config import DecodeOptions
 from seq2seq.corpus import DataError, decode_stream, iter_lines
 from seq2seq.errors import UserError
@@ -235,13 +235,13 @@ def _settings(job: FileJob) -> dict:
         while block := handle.read(1 << 20):
             model.update(block)
     source = Path(job.input)
-    device = distributed.pick_device(job.device)
+    device = device_module.pick_device(job.device)
     values = asdict(job)
     for name in ("output", "plot_dir", "plot_count", "workers", "device"):
         values.pop(name)
     values["model"] = model.hexdigest()
     values["attention"] = job.attention is not None
-    values["precision"] = distributed.resolve_precision(job.precision, device)
+    values["precision"] = device_module.resolve_precision(job.precision, device)
     if job.input != "-":
         values["input"] = [str(source.resolve()), source.stat().st_size]
     return values

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
 from seq2seq.config import ConfigError, DataConfig
+from seq2seq.vocab import Vocab
 
 log = logging.getLogger(__name__)
 
@@ -181,3 +183,36 @@ def build_tokenizers(config: DataConfig, src_lines: list[str], tgt_lines: list[s
         joint = train_sentencepiece(src_lines + tgt_lines, **options)
         return joint, joint
     return train_sentencepiece(src_lines, **options), train_sentencepiece(tgt_lines, **options)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """A model's tokenizers and vocabularies: how raw text becomes ids, and back.
+
+    Stored in checkpoints and prepared folders under the four ``KEYS`` as plain
+    data; ``from_data`` is the one place that rebuilds them.
+    """
+
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
+    src_vocab: Vocab
+    tgt_vocab: Vocab
+
+    KEYS: ClassVar[tuple[str, ...]] = ("src_tokenizer", "tgt_tokenizer", "src_vocab", "tgt_vocab")
+
+    def to_data(self) -> dict:
+        return {
+            "src_tokenizer": self.src_tokenizer.to_data(),
+            "tgt_tokenizer": self.tgt_tokenizer.to_data(),
+            "src_vocab": self.src_vocab.tokens,
+            "tgt_vocab": self.tgt_vocab.tokens,
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping) -> Preprocessing:
+        return cls(
+            from_data(data["src_tokenizer"]),
+            from_data(data["tgt_tokenizer"]),
+            Vocab(data["src_vocab"]),
+            Vocab(data["tgt_vocab"]),
+        )

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from seq2seq import checkpoint, distributed
+from seq2seq import checkpoint
+from seq2seq import device as device_module
 from seq2seq.checkpoint import LoadedModel
 from seq2seq.config import DecodeOptions
 from seq2seq.data import collate, token_batches
@@ -63,14 +64,14 @@ class Translator:
         if quantize not in (None, "int8"):
             raise TranslateError(f"quantize must be int8 or None, got {quantize!r}")
         self.loaded = loaded
-        self.device = distributed.pick_device(device) if isinstance(device, str) else device
+        self.device = device_module.pick_device(device) if isinstance(device, str) else device
         if quantize == "int8" and self.device.type != "cpu":
             raise TranslateError(
                 f"int8 quantization is for CPU inference, not {self.device}; use --device cpu"
             )
         self.model = loaded.model.to(self.device).eval()
-        self.precision = distributed.resolve_precision(precision, self.device)
-        self.autocast_dtype = distributed.autocast_dtype(self.precision)
+        self.precision = device_module.resolve_precision(precision, self.device)
+        self.autocast_dtype = device_module.autocast_dtype(self.precision)
         if quantize == "int8":
             # Dynamic int8: weights stored in int8, activations quantized on the fly. Covers
             # the encoder LSTM and every nn.Linear (output layer, attention, bridge, combine).

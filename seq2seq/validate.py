@@ -5,26 +5,13 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from seq2seq.data import TrainingData, collate
 from seq2seq.metrics import bleu
 from seq2seq.model import Seq2Seq
 from seq2seq.search import decode_corpus, greedy
-from seq2seq.vocab import EOS, PAD_ID
-
-
-def token_loss_sum(
-    logits: torch.Tensor, tgt_out: torch.Tensor, label_smoothing: float
-) -> torch.Tensor:
-    """Summed cross-entropy over real target tokens; logits (B, T, V), tgt_out (B, T)."""
-    return F.cross_entropy(
-        logits.float().flatten(0, 1),  # (B*T, V)
-        tgt_out.flatten(),  # (B*T,)
-        ignore_index=PAD_ID,
-        label_smoothing=label_smoothing,
-        reduction="sum",
-    )
+from seq2seq.step import token_loss_sum
+from seq2seq.vocab import EOS
 
 
 @torch.no_grad()

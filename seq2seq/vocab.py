@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 SPECIALS = (PAD, UNK, BOS, EOS)
@@ -22,12 +22,22 @@ class Vocab:
     @classmethod
     def build(cls, sentences: Iterable[list[str]], max_size: int, min_freq: int = 1) -> Vocab:
         """Most frequent tokens first (ties broken alphabetically, so builds are deterministic)."""
-        counts = Counter(token for sentence in sentences for token in sentence)
-        for special in SPECIALS:
-            counts.pop(special, None)
-        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-        kept = [token for token, count in ranked if count >= min_freq]
-        return cls(list(SPECIALS) + kept[: max_size - len(SPECIALS)])
+        return cls.from_counts(
+            Counter(token for sentence in sentences for token in sentence), max_size, min_freq
+        )
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int], max_size: int, min_freq: int = 1) -> Vocab:
+        """The vocabulary of ``build``, from token counts: the specials, then by count, ties alphabetical."""
+        ranked = sorted(
+            (
+                token
+                for token, count in counts.items()
+                if count >= max(min_freq, 1) and token not in SPECIALS
+            ),
+            key=lambda token: (-counts[token], token),
+        )
+        return cls(list(SPECIALS) + ranked[: max_size - len(SPECIALS)])
 
     def __len__(self) -> int:
         return len(self.tokens)

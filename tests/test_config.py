@@ -84,3 +84,12 @@ def test_unreadable_and_invalid_yaml(tmp_path):
         config_module.load(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="not valid YAML"):
         config_module.load(write(tmp_path, "data: [\n"))
+
+
+def test_config_values_out_of_range(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {train: a, valid: b}\nmodel: {dropout: -0.5}\n")
+    with pytest.raises(
+        ConfigError, match=r"c\.yaml: model\.dropout: expected a number in \[0, 1\)"
+    ):
+        config_module.load(path)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from seq2seq.config import SentencePieceConfig
-from seq2seq.corpus import DataError, TokenStore, prepare
+from seq2seq.corpus import DataError, TokenStore
 from seq2seq.data import build_training_data
+from seq2seq.prepare import prepare
 from seq2seq.train import train
 
 from .conftest import toy_config

@@ -1,5 +1,6 @@
 """Reading, checking and batching parallel data."""
 
+import dataclasses
 import gzip
 import random
 
@@ -8,8 +9,10 @@ import pytest
 import torch
 
 from seq2seq.corpus import DataError, read_lines, read_parallel, resolve
-from seq2seq.data import collate, token_batches
+from seq2seq.data import build_training_data, collate, token_batches
 from seq2seq.vocab import BOS_ID, EOS_ID, PAD_ID
+
+from .conftest import toy_config
 
 
 def test_reads_plain_gzip_and_windows_line_ends(tmp_path):
@@ -83,3 +86,53 @@ def test_worker_stream_gives_the_batches_of_the_plain_stream_across_epochs():
             assert torch.equal(getattr(a, name), getattr(b, name)), name
         positions.append(position)
     assert positions == [(0, per_epoch - 1), (1, 0), (1, 1), (1, 2)]
+
+
+def write_pair(folder, name: str, src: str | bytes, tgt: str | bytes) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    for suffix, text in (("src", src), ("tgt", tgt)):
+        path = folder / f"{name}.{suffix}"
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return str(folder / name)
+
+
+def toy_data(train_prefix: str):
+    """configs/toy.yaml's data section, training on ``train_prefix``."""
+    return dataclasses.replace(toy_config().data, train=train_prefix)
+
+
+def test_training_data_with_unequal_sides_is_refused(tmp_path):
+    prefix = write_pair(tmp_path / "d", "train", "a b\nc d\n", "b a\n")
+    with pytest.raises(DataError, match=r"train\.src has 2 lines but .*train\.tgt has 1"):
+        build_training_data(toy_data(prefix))
+
+
+def test_invalid_utf8_in_training_data_names_the_line(tmp_path):
+    prefix = write_pair(tmp_path / "d", "train", b"a b\n\xc3\x28 c\n", "b a\nc d\n")
+    with pytest.raises(DataError, match=r"train\.src:2: not valid UTF-8"):
+        build_training_data(toy_data(prefix))
+
+
+def test_empty_whitespace_crlf_and_huge_lines_are_filtered(tmp_path, caplog):
+    lines_src = ["a b c", "", "   ", "x " * 50_000, "d e"] * 20
+    lines_tgt = ["c b a", "q", "r", "y", "e d"] * 20
+    prefix = write_pair(
+        tmp_path / "d", "train", "\r\n".join(lines_src) + "\r\n", "\n".join(lines_tgt)
+    )
+    caplog.set_level("INFO", logger="seq2seq")
+    data = build_training_data(toy_data(prefix))
+    assert len(data.train_indices) == 40
+    assert all(data.train_src[i] and data.train_tgt[i] for i in data.train_indices)
+    assert "100 read" in caplog.text and "40 kept, 40 empty and 20 longer" in caplog.text
+
+
+def test_nothing_left_after_filtering(tmp_path):
+    prefix = write_pair(tmp_path / "d", "train", "\n \n", "a\nb\n")
+    with pytest.raises(DataError, match="no training pair left after filtering"):
+        build_training_data(toy_data(prefix))
+
+
+def test_unreadable_file_is_named(tmp_path):
+    (tmp_path / "folder.de").mkdir()
+    with pytest.raises(DataError, match=r"folder\.de: cannot read"):
+        read_lines(tmp_path / "folder.de")

@@ -96,10 +96,28 @@ def test_confidence_interval_brackets_the_score(files):
     assert abs(bleu.ci_mean - bleu.score) < bleu.ci_halfwidth
 
 
-def test_significance_self_vs_degraded(files, tmp_path):
+def test_identical_outputs_are_no_evidence_of_a_difference(files):
     hyp, ref = files
     same = evaluate_files(hyp, [ref], ["bleu", "chrf"], baseline=hyp)
-    assert all(c.p_value > 0.05 for c in same.comparisons.values())
+    assert all(c.p_value == 1.0 for c in same.comparisons.values())  # our rule, not sacrebleu's
+
+
+def test_a_one_sentence_change_is_not_significant(files, tmp_path):
+    hyp, ref = files
+    changed = list(HYPS)
+    changed[0] = "Something entirely unrelated happens here."
+    other = tmp_path / "other.txt"
+    other.write_text("\n".join(changed) + "\n")
+    # Paired bootstrap: sacrebleu's approximate randomization counts only differences strictly
+    # above the observed one, which a single changed sentence can never exceed.
+    report = evaluate_files(other, [ref], ["bleu"], baseline=hyp, paired_method="bs")
+    comparison = report.comparisons["bleu"]
+    assert comparison.system != comparison.baseline  # sacrebleu's own p-value is used
+    assert 0.05 < comparison.p_value < 1.0
+
+
+def test_significance_self_vs_degraded(files, tmp_path):
+    hyp, ref = files
     rng = random.Random(0)
     degraded = list(HYPS)
     for i in rng.sample(range(len(degraded)), len(degraded) // 3):

@@ -12,24 +12,28 @@ LAYERS = {
     "vocab": 0,
     "download": 0,
     "metrics": 0,
+    "device": 0,  # which device, which precision
     "tokenize": 1,
     "tracking": 1,
     "distributed": 1,
     "schedule": 1,
     "corpus": 2,
-    "data": 3,
-    "model": 4,
-    "checkpoint": 5,
-    "search": 5,
-    "validate": 6,
-    "train": 7,
-    "translate": 7,
-    "evaluate": 8,  # --model translates first
-    "streaming": 8,  # files of any size through a Translator
-    "serve": 8,  # HTTP in front of a Translator
-    "arguments": 8,  # the command line's grammar; imports nothing of ours
-    "cli": 9,
-    "__main__": 10,
+    "prepare": 3,  # seq2seq prepare: a corpus tokenized once, as id arrays
+    "data": 4,
+    "model": 5,
+    "checkpoint": 6,
+    "search": 6,
+    "step": 6,  # one training step and its loss
+    "validate": 7,
+    "run": 7,  # what a training run holds, its resume state and checkpoints
+    "train": 8,
+    "translate": 8,
+    "evaluate": 9,  # --model translates first
+    "streaming": 9,  # files of any size through a Translator
+    "serve": 9,  # HTTP in front of a Translator
+    "arguments": 9,  # the command line's grammar; imports nothing of ours
+    "cli": 10,
+    "__main__": 11,
 }
 
 

@@ -1,12 +1,13 @@
-"""Learning-rate schedules, plateau decay and early stopping, checked against their definitions."""
+"""Learning-rate and scheduled-sampling schedules, plateau decay and early stopping, against their definitions."""
 
 import dataclasses
 import math
 
 import pytest
 
-from seq2seq.config import TrainConfig
-from seq2seq.schedule import Progress, learning_rate, record_validation
+from seq2seq.config import ConfigError, TrainConfig, from_dict
+from seq2seq.run import Progress
+from seq2seq.schedule import gold_probability, learning_rate
 
 
 def config(**values) -> TrainConfig:
@@ -52,7 +53,7 @@ def test_plateau_decays_after_patience_and_early_stopping_stops(metric, scores):
         early_stopping_patience=3,
     )  # fmt: skip
     progress = Progress()
-    outcomes = [record_validation(progress, c, s) for s in scores]
+    outcomes = [progress.record_validation(c, s) for s in scores]
     assert [improved for improved, _ in outcomes] == [True, True, False, False, False]
     assert [stop for _, stop in outcomes] == [False, False, False, False, True]
     assert progress.best == scores[1] and progress.validations_since_best == 3
@@ -62,5 +63,33 @@ def test_plateau_decays_after_patience_and_early_stopping_stops(metric, scores):
 def test_no_early_stopping_when_patience_is_zero():
     c = config(early_stopping_patience=0, lr_schedule="constant")
     progress = Progress()
-    assert not any(stop for _, stop in (record_validation(progress, c, 1.0) for _ in range(50)))
+    assert not any(stop for _, stop in (progress.record_validation(c, 1.0) for _ in range(50)))
     assert progress.lr_scale == 1.0 and not math.isnan(progress.best)
+
+
+def test_gold_probability_is_constant_without_a_schedule():
+    c = config(teacher_forcing_ratio=0.8)
+    assert {gold_probability(c, s) for s in (0, 10, 10_000)} == {0.8}
+    assert gold_probability(config(), 123) == 1.0  # plain teacher forcing
+
+
+def test_inverse_sigmoid_decays_from_one_to_the_floor():
+    c = config(
+        scheduled_sampling="inverse_sigmoid", scheduled_sampling_k=100.0, teacher_forcing_ratio=0.5
+    )
+    values = [gold_probability(c, s) for s in range(0, 1500, 50)]
+    assert values[0] == pytest.approx(0.5 + 0.5 * 100 / 101)  # eps_0 = k / (k + 1)
+    assert all(a > b for a, b in zip(values, values[1:], strict=False))  # strictly falling
+    # Bengio et al.'s eps_i = k / (k + exp(i / k)) is 1/2 at i = k ln k, so the probability is 3/4.
+    assert gold_probability(c, round(100 * math.log(100))) == pytest.approx(0.75, abs=1e-3)
+    assert gold_probability(c, 10**9) == pytest.approx(0.5)  # no overflow, the floor
+
+
+def test_a_decay_to_one_is_refused():
+    with pytest.raises(ConfigError, match="teacher_forcing_ratio"):
+        from_dict(
+            {
+                "data": {"train": "data/toy/train", "valid": "data/toy/valid"},
+                "train": {"scheduled_sampling": "inverse_sigmoid"},
+            }
+        )

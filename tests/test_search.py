@@ -116,3 +116,11 @@ def test_min_len_above_a_sentence_limit_still_gives_a_hypothesis(tiny_model):
     for hypotheses, limit in zip(results, limits, strict=True):
         assert hypotheses, "no hypothesis: min_len must give way to the length limit"
         assert len(hypotheses[0].tokens) == limit
+
+
+def test_length_penalty_is_gnmt_s():
+    # lp(Y) = ((5 + |Y|) / 6) ** alpha (Wu et al. 2016, eq. 14)
+    assert length_penalty(5, 1.0) == pytest.approx(10 / 6)
+    assert length_penalty(1, 1.0) == pytest.approx(1.0)
+    assert length_penalty(13, 0.5) == pytest.approx(3**0.5)
+    assert length_penalty(40, 0.0) == 1.0

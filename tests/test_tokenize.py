@@ -56,3 +56,17 @@ def test_vocab_build_limits_and_encoding():
     assert vocab.decode([4, 5, EOS_ID, 4]) == ["a", "b"]
     assert Vocab.build(sentences, max_size=100, min_freq=2).tokens == list(SPECIALS) + ["a", "b"]
     assert Vocab(vocab.tokens) == vocab
+
+
+def test_preprocessing_round_trips_through_plain_data():
+    from seq2seq.tokenize import Preprocessing, SpacyTokenizer
+    from seq2seq.vocab import Vocab
+
+    tokenizer = SpacyTokenizer("xx")
+    vocab = Vocab.build([["a", "b", "b"]], max_size=10)
+    original = Preprocessing(tokenizer, tokenizer, vocab, Vocab.build([["c"]], max_size=10))
+    data = original.to_data()
+    assert set(data) == set(Preprocessing.KEYS)
+    rebuilt = Preprocessing.from_data(data)
+    assert rebuilt.src_vocab == original.src_vocab and rebuilt.tgt_vocab == original.tgt_vocab
+    assert rebuilt.src_tokenizer.encode("a b.") == tokenizer.encode("a b.")

@@ -137,10 +137,3 @@ def test_checkpoint_averaging(tmp_path):
     averaged = checkpoint.load_model(out).model.state_dict()
     for name, tensor in averaged.items():
         assert torch.allclose(tensor, (a[name] + b[name]) / 2, atol=1e-6), name
-
-
-def test_precision_auto_resolves_to_what_the_hardware_has():
-    from seq2seq.distributed import resolve_precision
-
-    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
-    assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
