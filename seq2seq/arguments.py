@@ -77,11 +77,21 @@ def _train(commands) -> None:
     train.add_argument(
         "--overwrite", action="store_true", help="replace a run already in --output-dir"
     )
+    train.add_argument(
+        "--init-from",
+        metavar="CKPT",
+        help="fine-tune: start from this checkpoint's weights and shapes (train.init_from)",
+    )
 
 
 def _translate(commands) -> None:
     translate = commands.add_parser("translate", help="translate a file with a trained model")
-    translate.add_argument("--model", required=True, help="checkpoint, e.g. runs/x/best.pt")
+    translate.add_argument(
+        "--model",
+        required=True,
+        nargs="+",
+        help="checkpoint, e.g. runs/x/best.pt; several: an ensemble (mean log-probabilities)",
+    )
     translate.add_argument("--input", default="-", help="raw text, plain or .gz; - for stdin")
     translate.add_argument("--output", default="-", help="one line per input line; - for stdout")
     add_decoding_options(translate, "beam size; 1 is greedy")
@@ -119,7 +129,9 @@ def _translate(commands) -> None:
 
 def _serve(commands) -> None:
     serve = commands.add_parser("serve", help="serve a model over HTTP (needs seq2seq[serve])")
-    serve.add_argument("--model", required=True, help="checkpoint, e.g. runs/x/best.pt")
+    serve.add_argument(
+        "--model", required=True, nargs="+", help="checkpoint (several: an ensemble)"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080)
     add_decoding_options(serve, "beam when a request names none")
@@ -167,7 +179,9 @@ def _evaluate(commands) -> None:
         "--tokenize", help="BLEU tokenizer (sacrebleu's: 13a, intl, zh, none, ...)"
     )
     evaluate.add_argument("--lowercase", action="store_true", help="case-insensitive scoring")
-    evaluate.add_argument("--model", help="translate --src with this checkpoint, then score")
+    evaluate.add_argument(
+        "--model", nargs="+", help="translate --src with this checkpoint (several: an ensemble)"
+    )
     evaluate.add_argument("--src", help="source file for --model")
     evaluate.add_argument("--output", help="with --model: also write the translations here")
     add_decoding_options(evaluate, "with --model: beam size; 1 is greedy")

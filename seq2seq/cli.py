@@ -18,7 +18,8 @@ def _train(args: argparse.Namespace) -> int:
     from seq2seq import config as config_module
     from seq2seq.train import Interrupted, train
 
-    config = config_module.load(args.config, args.set + args.overrides)
+    extra = [f"train.init_from={args.init_from}"] if args.init_from else []
+    config = config_module.load(args.config, args.set + args.overrides + extra)
     output_dir = Path(args.output_dir or Path("runs") / Path(args.config).stem)
     if not args.output_dir and os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):
         output_dir = output_dir / f"sweep-{os.environ['WANDB_RUN_ID']}"  # one folder per W&B trial
@@ -63,7 +64,7 @@ def _translate(args: argparse.Namespace) -> int:
     if args.n_best > args.beam:
         raise _usage_error(f"translate: --n-best {args.n_best} exceeds --beam {args.beam}")
     job = FileJob(
-        model=args.model,
+        model=args.model[0] if len(args.model) == 1 else tuple(args.model),
         input=args.input,
         output=args.output,
         attention=args.attention,
@@ -108,7 +109,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not 1 <= args.beam <= args.max_beam:
         raise _usage_error(f"serve: --beam {args.beam} exceeds --max-beam {args.max_beam}")
     translator = Translator.from_checkpoint(args.model, args.device, args.precision, args.quantize)
-    serve(translator, settings, args.host, args.port, str(args.model))
+    serve(translator, settings, args.host, args.port, " + ".join(args.model))
     return 0
 
 
@@ -140,7 +141,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         if args.output:
             _write_output(args.output, "".join(h + "\n" for h in report.hypotheses))
         if args.wandb:
-            log_to_wandb(args.model, args.src, args.ref, report)
+            log_to_wandb(args.model[0], args.src, args.ref, report)
     else:
         if args.wandb:
             raise _usage_error("evaluate: --wandb needs --model (the checkpoint names its run)")

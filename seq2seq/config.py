@@ -48,6 +48,9 @@ class DataConfig:
     src_vocab_size: int = 50000  # maximum vocabulary size, specials included
     tgt_vocab_size: int = 50000
     min_freq: int = 1
+    # Reuse the tokenizers and vocabularies of this checkpoint instead of building them: models
+    # that must share them (ensemble members, distilled students) are trained this way.
+    vocab_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,9 @@ class TrainConfig:
     num_threads: int = 0  # CPU threads for torch; 0: all cores
     num_samples: int = 5  # validation translations shown in the log and W&B
     keep_checkpoints: int = 0  # keep the weights of the last K validations (step_N.pt) to average
+    # Start from this checkpoint's weights, tokenizers and vocabularies (fine-tuning, e.g. after
+    # `seq2seq prune`); its model shapes replace the model section. Optimizer and step start anew.
+    init_from: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -89,18 +89,38 @@ def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:
         )
 
 
+def follow_init_from(config: Config) -> Config:
+    """With ``train.init_from``, the model section becomes that checkpoint's (e.g. pruned) shapes."""
+    if not config.train.init_from:
+        return config
+    stored = checkpoint.load(config.train.init_from)
+    where = f"{config.train.init_from} (stored config)"
+    model = config_module.from_dict(stored["config"], where=where).model
+    if model != config.model:
+        log.info("train.init_from: model section taken from %s", config.train.init_from)
+    return replace(config, model=model)
+
+
 def build_run(config: Config, output_dir: Path, resume: bool, device: torch.device) -> Run:
-    """Data, model, optimizer, tracker and progress: new, or as ``last.pt`` left them."""
+    """Data, model, optimizer, tracker and progress: new, or as ``last.pt`` left them.
+
+    ``config`` has been through ``follow_init_from``.
+    """
     cfg = config.train
     world = distributed.world_size()
     torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 1) // world))
     precision = resolve_precision(cfg.precision, device)
     payload = checkpoint.load(output_dir / "last.pt") if resume else None
     progress = Progress(**payload["progress"]) if payload else Progress()
-    data = _load_data(config, payload, output_dir)
+    source = None if resume else (cfg.init_from or config.data.vocab_from)
+    start = checkpoint.load(source) if source else None  # tokenizers, vocabularies (and weights)
+    data = _load_data(config, payload, output_dir, start)
     if distributed.is_main():
         (output_dir / "config.yaml").write_text(config_module.dump(config), encoding="utf-8")
     trainable = _build_trainable(config, data, device, precision, payload)
+    if cfg.init_from and not resume:
+        trainable.model.load_state_dict(start["model"])
+        log.info("weights from %s", cfg.init_from)
     previous_run = payload.get("wandb") if payload else None
     tracker = Tracker(
         config.wandb,
@@ -123,8 +143,13 @@ def build_run(config: Config, output_dir: Path, resume: bool, device: torch.devi
     return Run(config, output_dir, data, trainable, tracker, progress)
 
 
-def _load_data(config: Config, payload: dict | None, output_dir: Path) -> TrainingData:
-    """Tokenizers and vocabularies: from ``last.pt`` when resuming, else built (by rank 0 only)."""
+def _load_data(
+    config: Config, payload: dict | None, output_dir: Path, start: dict | None
+) -> TrainingData:
+    """Tokenizers and vocabularies: from ``last.pt`` when resuming, from the ``start`` checkpoint
+    (``data.vocab_from`` or ``train.init_from``) when given, else built (by rank 0 only)."""
+    if start is not None:
+        return build_training_data(config.data, Preprocessing.from_data(start))
     if payload is not None:
         saved = config_module.from_dict(payload["config"], where=str(output_dir / "last.pt"))
         for section in ("data", "model"):

@@ -1,4 +1,4 @@
-"""Decoding: pure functions over the model's public API (encode, init_state, step, logits).
+"""Decoding: pure functions over a scorer (scorer.py): a model, an ensemble, a shortlist.
 
 Shapes: B batch, S source length, N output length, V vocabulary size.
 Every sentence in a batch is decoded independently of the others: its
@@ -12,9 +12,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from seq2seq.config import DecodeOptions
 from seq2seq.data import collate, token_batches
 from seq2seq.model import Seq2Seq
-from seq2seq.vocab import BOS_ID, EOS_ID, PAD_ID
+from seq2seq.scorer import Scorer, State, as_scorer
+from seq2seq.vocab import BOS_ID, EOS_ID
 
 
 @dataclass
@@ -25,14 +27,6 @@ class Hypothesis:
     attention: Tensor | None = None  # (N + 1, S) for this sentence, if asked for
 
 
-def next_log_probs(model: Seq2Seq, output: Tensor) -> Tensor:
-    """Log-probabilities of the next token (B, V) in fp32; padding and BOS are never produced."""
-    log_probs = torch.log_softmax(model.decoder.logits(output).float(), dim=-1)  # (B, V)
-    log_probs[:, PAD_ID] = float("-inf")
-    log_probs[:, BOS_ID] = float("-inf")
-    return log_probs
-
-
 def max_lengths(src_lengths: Tensor, ratio: float, extra: int = 5) -> Tensor:
     """Output limit per sentence: ``ratio * source length + extra`` tokens before EOS."""
     return (src_lengths.float() * ratio).long() + extra  # (B,)
@@ -40,7 +34,7 @@ def max_lengths(src_lengths: Tensor, ratio: float, extra: int = 5) -> Tensor:
 
 @torch.no_grad()
 def greedy(
-    model: Seq2Seq,
+    model: Seq2Seq | Scorer,
     src: Tensor,
     src_lengths: Tensor,
     max_len_ratio: float = 2.0,
@@ -50,9 +44,8 @@ def greedy(
 
     A sentence that has ended leaves the batch, so it costs nothing afterwards.
     """
-    device, batch = src.device, src.size(0)
-    encoded = model.encode(src, src_lengths)
-    state = model.decoder.init_state(encoded)
+    scorer, device, batch = as_scorer(model), src.device, src.size(0)
+    state = scorer.start(src, src_lengths)
     limits = max_lengths(src_lengths, max_len_ratio).to(device)  # (B,)
     steps = int(limits.max()) + 1
     tokens = torch.full((batch, steps), EOS_ID, dtype=torch.long, device=device)  # (B, N)
@@ -61,8 +54,7 @@ def greedy(
     active = torch.arange(batch, device=device)  # (B',) sentences still decoding
     prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)  # (B',)
     for t in range(steps):
-        output, state, weights = model.decoder.step(prev, state, encoded)
-        log_probs = next_log_probs(model, output)  # (B', V)
+        log_probs, state, weights = scorer.step(prev, state)  # (B', V)
         best_scores, best = log_probs.max(dim=-1)  # (B',)
         at_limit = limits[active] <= t  # there, EOS is the only option
         best = best.masked_fill(at_limit, EOS_ID)
@@ -76,8 +68,7 @@ def greedy(
             left = (~ended).nonzero().squeeze(1)  # (B'',)
             if left.numel() == 0:
                 break
-            active, best = active[left], best[left]
-            state, encoded = state.select(left), encoded.select(left)
+            active, best, state = active[left], best[left], state.select(left)
         prev = best
     hypotheses = []
     for i, row in enumerate(tokens.tolist()):
@@ -95,16 +86,31 @@ def length_penalty(length: Tensor | int, alpha: float) -> Tensor | float:
     return ((5 + length) / 6) ** alpha
 
 
+@dataclass
+class _Beams:
+    """The live hypotheses: K rows per sentence still decoding, flattened to (B'*K) rows."""
+
+    active: Tensor  # (B',) original index of each sentence left
+    scores: Tensor  # (B', K) summed log-probabilities
+    prev: Tensor  # (B'*K,) last token of each row
+    history: Tensor  # (B'*K, t) tokens so far
+    state: State  # the scorer's, (B'*K) rows
+    attention: list[Tensor] | None  # per step (B'*K, S), when kept
+
+    def take(self, rows: Tensor, same_sentences: bool) -> None:
+        """Keep ``rows`` (B''*K,), in that order: reordered beams, or fewer sentences."""
+        self.prev, self.history = self.prev[rows], self.history[rows]
+        self.state = self.state.reorder(rows) if same_sentences else self.state.select(rows)
+        if self.attention is not None:
+            self.attention = [a.index_select(0, rows) for a in self.attention]
+
+
 @torch.no_grad()
 def beam_search(
-    model: Seq2Seq,
+    model: Seq2Seq | Scorer,
     src: Tensor,
     src_lengths: Tensor,
-    beam_size: int = 5,
-    alpha: float = 0.6,
-    n_best: int = 1,
-    max_len_ratio: float = 2.0,
-    min_len: int = 0,
+    options: DecodeOptions | None = None,
     keep_attention: bool = False,
 ) -> list[list[Hypothesis]]:
     """Batched beam search: all sentences and their beams in one (B*K)-row tensor.
@@ -113,99 +119,98 @@ def beam_search(
     the top K are finished (scored by log-prob / length_penalty) and never
     extended, the best K others go on. A sentence stops once it holds K
     finished hypotheses or reaches its length limit, and leaves the batch, so
-    its rows cost nothing afterwards. Returns, per sentence, the ``n_best``
-    best hypotheses, best first.
+    its rows cost nothing afterwards. Returns, per sentence, the
+    ``options.n_best`` best hypotheses, best first.
     """
-    if not 1 <= n_best <= beam_size:
-        raise ValueError(f"n_best must be in [1, beam size {beam_size}], got {n_best}")
-    device, batch, k = src.device, src.size(0), beam_size
-    encoded = model.encode(src, src_lengths)
+    options = options or DecodeOptions()
+    scorer, device, batch, k = as_scorer(model), src.device, src.size(0), options.beam
     rows = torch.arange(batch, device=device).repeat_interleave(k)  # (B*K,) sentence of each row
-    encoded = encoded.select(rows)
-    state = model.decoder.init_state(encoded)
-    limits = max_lengths(src_lengths, max_len_ratio).to(device)  # (B,)
-    limit_list = limits.tolist()
-    active = torch.arange(batch, device=device)  # (B',) original index of each sentence left
-    scores = torch.full((batch, k), float("-inf"), device=device)  # (B', K)
+    scores = torch.full((batch, k), float("-inf"), device=device)  # (B, K)
     scores[:, 0] = 0.0  # all beams start equal: expand only the first
-    prev = torch.full((batch * k,), BOS_ID, dtype=torch.long, device=device)  # (B'*K,)
-    history = torch.zeros((batch * k, 0), dtype=torch.long, device=device)  # (B'*K, t)
-    attention_history = [] if keep_attention else None
-    finished: list[list[tuple[float, float, Tensor, Tensor | None]]] = [[] for _ in range(batch)]
+    beams = _Beams(
+        active=torch.arange(batch, device=device),
+        scores=scores,
+        prev=torch.full((batch * k,), BOS_ID, dtype=torch.long, device=device),
+        history=torch.zeros((batch * k, 0), dtype=torch.long, device=device),
+        state=scorer.start(src, src_lengths).select(rows),
+        attention=[] if keep_attention else None,
+    )
+    limits = max_lengths(src_lengths, options.max_len_ratio).to(device)  # (B,)
+    limit_list = limits.tolist()
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     t = 0
-    while active.numel() > 0:
-        output, state, weights = model.decoder.step(prev, state, encoded)
-        log_probs = next_log_probs(model, output)  # (B'*K, V)
+    while beams.active.numel() > 0:
+        log_probs, beams.state, weights = scorer.step(beams.prev, beams.state)  # (B'*K, V)
+        _limit_eos(log_probs, limits[beams.active].repeat_interleave(k), t, options.min_len)
         vocab = log_probs.size(-1)
-        if t < min_len:  # EOS is barred until min_len, but never past a sentence's own limit
-            too_short = (limits[active] > t).repeat_interleave(k)  # (B'*K,)
-            log_probs[too_short, EOS_ID] = float("-inf")
-        at_limit = (limits[active] <= t).repeat_interleave(k)  # (B'*K,)
-        if bool(at_limit.any()):  # only EOS may follow
-            eos_column = log_probs[:, EOS_ID].clone()
-            log_probs[at_limit] = float("-inf")
-            log_probs[:, EOS_ID] = eos_column
-        candidates = (scores.view(-1, 1) + log_probs).view(-1, k * vocab)  # (B', K*V)
+        candidates = (beams.scores.view(-1, 1) + log_probs).view(-1, k * vocab)  # (B', K*V)
         top_scores, top_ids = candidates.topk(2 * k, dim=-1)  # (B', 2K)
-        origin = top_ids // vocab  # (B', 2K) beam each candidate extends
         token = top_ids % vocab  # (B', 2K)
-        row_base = torch.arange(active.numel(), device=device).unsqueeze(1) * k  # (B', 1)
-        source_rows = (row_base + origin).view(-1)  # (B'*2K,)
-        is_eos = (token == EOS_ID) & torch.isfinite(top_scores)  # (B', 2K)
-        is_eos[:, k:] = False  # only the top K may finish
-        if keep_attention:
-            attention_history = [a.index_select(0, source_rows) for a in attention_history]
-            step_attention = weights.index_select(0, source_rows)  # (B'*2K, S)
-        if bool(is_eos.any()):
-            paths = history.index_select(0, source_rows).view(active.numel(), 2 * k, -1)
-            for i, j in is_eos.nonzero().tolist():
-                sentence = int(active[i])
-                if len(finished[sentence]) >= k:
-                    continue
-                raw = float(top_scores[i, j])
-                attention = None
-                if keep_attention:
-                    stacked = torch.stack(
-                        attention_history + [step_attention], dim=1
-                    )  # (B'*2K, t+1, S)
-                    length = int(src_lengths[sentence])
-                    attention = stacked[i * 2 * k + j, :, :length].cpu()
-                normalized = raw / length_penalty(t + 1, alpha)
-                finished[sentence].append((normalized, raw, paths[i, j].clone(), attention))
-        # The best K candidates that did not end go on.
-        alive_scores = top_scores.masked_fill(token == EOS_ID, float("-inf"))  # (B', 2K)
-        keep_scores, keep_slots = alive_scores.topk(k, dim=-1)  # (B', K)
-        keep_rows = source_rows.view(-1, 2 * k).gather(1, keep_slots).view(-1)  # (B'*K,)
-        keep_tokens = token.gather(1, keep_slots).view(-1)  # (B'*K,)
-        history = torch.cat([history.index_select(0, keep_rows), keep_tokens.unsqueeze(1)], dim=1)
-        if keep_attention:
-            flat_slots = (row_base * 2 + keep_slots).view(-1)  # positions in the B'*2K layout
-            attention_history = [a.index_select(0, flat_slots) for a in attention_history]
-            attention_history.append(step_attention.index_select(0, flat_slots))
-        state = state.select(keep_rows)
-        scores, prev = keep_scores, keep_tokens
-        done = torch.tensor(
-            [len(finished[s]) >= k or limit_list[s] <= t for s in active.tolist()], device=device
-        )  # (B',)
-        if bool(done.any()):
-            left = (~done).nonzero().squeeze(1)  # (B'',)
-            left_rows = (left.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
-            active, scores = active[left], scores[left]
-            prev, history = prev[left_rows], history[left_rows]
-            state, encoded = state.select(left_rows), encoded.select(left_rows)
-            if keep_attention:
-                attention_history = [a.index_select(0, left_rows) for a in attention_history]
+        row_base = torch.arange(beams.active.numel(), device=device).unsqueeze(1) * k  # (B', 1)
+        source_rows = row_base + top_ids // vocab  # (B', 2K) the row each candidate extends
+        _finish(beams, finished, top_scores, token, source_rows, weights, t, options, src_lengths)
+        _extend(beams, top_scores, token, source_rows, weights)
+        done = [len(finished[s]) >= k or limit_list[s] <= t for s in beams.active.tolist()]
+        if any(done):
+            left = (~torch.tensor(done, device=device)).nonzero().squeeze(1)  # (B'',)
+            beams.active, beams.scores = beams.active[left], beams.scores[left]
+            beams.take((left.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1), False)
         t += 1
-    results = []
     for hypotheses in finished:
-        hypotheses.sort(key=lambda h: -h[0])
-        results.append(
-            [
-                Hypothesis(path.tolist(), raw, normalized, attn)
-                for normalized, raw, path, attn in hypotheses[:n_best]
-            ]
-        )
-    return results
+        hypotheses.sort(key=lambda h: -h.score)
+    return [hypotheses[: options.n_best] for hypotheses in finished]
+
+
+def _limit_eos(log_probs: Tensor, limits: Tensor, t: int, min_len: int) -> None:
+    """Bar EOS before ``min_len`` (never past a row's own limit); at the limit, only EOS may follow.
+
+    ``log_probs`` (R, V) is changed in place; ``limits`` (R,) is each row's length limit.
+    """
+    if t < min_len:
+        log_probs[limits > t, EOS_ID] = float("-inf")
+    at_limit = limits <= t  # (R,)
+    if bool(at_limit.any()):
+        eos_column = log_probs[:, EOS_ID].clone()
+        log_probs[at_limit] = float("-inf")
+        log_probs[:, EOS_ID] = eos_column
+
+
+def _finish(
+    beams, finished, top_scores, token, source_rows, weights, t, options, src_lengths
+) -> None:
+    """Candidates among the top K that end in EOS become finished hypotheses of their sentence."""
+    k = options.beam
+    is_eos = (token == EOS_ID) & torch.isfinite(top_scores)  # (B', 2K)
+    is_eos[:, k:] = False  # only the top K may finish
+    if not bool(is_eos.any()):
+        return
+    penalty = length_penalty(t + 1, options.alpha)
+    for i, j in is_eos.nonzero().tolist():
+        sentence = int(beams.active[i])
+        if len(finished[sentence]) >= k:
+            continue
+        row = int(source_rows[i, j])
+        attention = None
+        if beams.attention is not None:
+            path = torch.stack([a[row] for a in beams.attention] + [weights[row]])  # (t+1, S)
+            attention = path[:, : int(src_lengths[sentence])].float().cpu()
+        raw = float(top_scores[i, j])
+        hypothesis = Hypothesis(beams.history[row].tolist(), raw, raw / penalty, attention)
+        finished[sentence].append(hypothesis)
+
+
+def _extend(beams: _Beams, top_scores, token, source_rows, weights) -> None:
+    """The best K candidates per sentence that did not end go on."""
+    k = beams.scores.size(1)
+    alive_scores = top_scores.masked_fill(token == EOS_ID, float("-inf"))  # (B', 2K)
+    keep_scores, keep_slots = alive_scores.topk(k, dim=-1)  # (B', K)
+    keep_rows = source_rows.gather(1, keep_slots).view(-1)  # (B'*K,)
+    keep_tokens = token.gather(1, keep_slots).view(-1)  # (B'*K,)
+    beams.take(keep_rows, same_sentences=True)
+    beams.history = torch.cat([beams.history, keep_tokens.unsqueeze(1)], dim=1)  # (B'*K, t+1)
+    if beams.attention is not None:
+        beams.attention.append(weights.index_select(0, keep_rows))
+    beams.scores, beams.prev = keep_scores, keep_tokens
 
 
 def decode_corpus(

@@ -23,6 +23,7 @@ With ``workers > 1`` each chunk is dealt out to that many decoding processes
 from __future__ import annotations
 
 import ctypes
+import functools
 import gzip
 import hashlib
 import json
@@ -43,7 +44,13 @@ from seq2seq import device as device_module
 from seq2seq.config import DecodeOptions
 from seq2seq.corpus import DataError, decode_stream, iter_lines
 from seq2seq.errors import UserError
-from seq2seq.translate import Translation, Translator, attention_record, plot_attention
+from seq2seq.translate import (
+    Translation,
+    Translator,
+    attention_record,
+    model_paths,
+    plot_attention,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +66,7 @@ class ResumeError(UserError, ValueError):
 class FileJob:
     """What to translate, where to, and how."""
 
-    model: str
+    model: str | tuple[str, ...]  # a checkpoint, or several: an ensemble
     input: str = "-"  # a text file (plain or .gz), or - for stdin
     output: str = "-"  # a file, or - for stdout
     attention: str | None = None  # JSON-lines file of attention matrices
@@ -231,9 +238,10 @@ def _write_journal(path: Path, settings: dict, lines: int, sizes: list[int]) -> 
 def _settings(job: FileJob) -> dict:
     """Everything that decides the output bytes: a resumed run must match it."""
     model = hashlib.sha256()
-    with open(job.model, "rb") as handle:
-        while block := handle.read(1 << 20):
-            model.update(block)
+    for path in model_paths(job.model):
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                model.update(block)
     source = Path(job.input)
     device = device_module.pick_device(job.device)
     values = asdict(job)
@@ -283,7 +291,7 @@ def translate_file(
     """Translate ``job.input`` into ``job.output`` chunk by chunk; returns the lines translated."""
     if job.workers < 1 or job.chunk_lines < 1:
         raise ValueError("workers and chunk_lines must be >= 1")
-    for name, what in ((job.model, "checkpoint"), (job.input, "input")):
+    for name, what in [(m, "checkpoint") for m in model_paths(job.model)] + [(job.input, "input")]:
         if name != "-" and not Path(name).is_file():
             raise DataError(f"{name}: no such {what} file")
     journal = journal_path(Path(job.output)) if job.output != "-" else None
@@ -349,11 +357,17 @@ def _give_back_memory() -> None:
     Without this the resident size creeps up chunk after chunk as the heap
     fragments, although nothing is kept; elsewhere than glibc it does nothing.
     """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim(0)
+        return ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):
-        pass
+        return None
 
 
 def _plot(job: FileJob, rendered: list[Rendered], first: int) -> None:

@@ -22,7 +22,14 @@ from tqdm import tqdm
 from seq2seq import distributed
 from seq2seq.config import Config
 from seq2seq.data import batch_stream, worker_batch_stream
-from seq2seq.run import Run, TrainingError, build_run, check_output_dir, save_checkpoint
+from seq2seq.run import (
+    Run,
+    TrainingError,
+    build_run,
+    check_output_dir,
+    follow_init_from,
+    save_checkpoint,
+)
 from seq2seq.schedule import gold_probability, learning_rate
 from seq2seq.step import train_step
 from seq2seq.validate import attention_samples, validate
@@ -51,6 +58,7 @@ def train(
     if config.train.precision == "fp16" and device.type != "cuda":
         raise TrainingError("train.precision: fp16 needs CUDA; use bf16 or fp32 on the CPU")
     check_output_dir(output_dir, resume, overwrite)
+    config = follow_init_from(config)
     try:
         with _log_file(output_dir):
             run = build_run(config, output_dir, resume, device)

@@ -10,7 +10,7 @@ a warning.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,6 +23,8 @@ from seq2seq.checkpoint import LoadedModel
 from seq2seq.config import DecodeOptions
 from seq2seq.data import collate, token_batches
 from seq2seq.errors import UserError
+from seq2seq.model import Seq2Seq
+from seq2seq.scorer import Ensemble, ModelScorer
 from seq2seq.search import Hypothesis, beam_search, greedy
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,28 @@ log = logging.getLogger(__name__)
 
 class TranslateError(UserError, ValueError):
     """A decoding option or device that cannot work."""
+
+
+def model_paths(model: str | Path | Sequence[str | Path]) -> list[str]:
+    """``--model a.pt`` or ``--model a.pt b.pt ...`` as a list of paths."""
+    return [str(model)] if isinstance(model, (str, Path)) else [str(m) for m in model]
+
+
+def _check_compatible(first_path, first: LoadedModel, path, other: LoadedModel) -> None:
+    """Ensemble members must turn text into the same ids and back."""
+    pairs = [
+        ("source vocabulary", first.src_vocab.tokens, other.src_vocab.tokens),
+        ("target vocabulary", first.tgt_vocab.tokens, other.tgt_vocab.tokens),
+        ("source tokenizer", first.src_tokenizer.to_data(), other.src_tokenizer.to_data()),
+        ("target tokenizer", first.tgt_tokenizer.to_data(), other.tgt_tokenizer.to_data()),
+    ]
+    for what, mine, theirs in pairs:
+        if mine != theirs:
+            raise TranslateError(
+                f"{path}: its {what} differs from {first_path}'s; an ensemble needs models that "
+                "share tokenizers and vocabularies (train them with data.vocab_from set to one "
+                "checkpoint, or from one prepared folder)"
+            )
 
 
 @dataclass
@@ -52,9 +76,11 @@ class Translation:
 
 
 class Translator:
+    """Decodes with one model, or with an ensemble of models that share tokenizers and vocabularies."""
+
     def __init__(
         self,
-        loaded: LoadedModel,
+        loaded: LoadedModel | Sequence[LoadedModel],
         device: str | torch.device = "cpu",
         precision: str = "auto",
         quantize: str | None = None,
@@ -63,53 +89,56 @@ class Translator:
             raise TranslateError(f"precision must be fp32, bf16, fp16 or auto, got {precision!r}")
         if quantize not in (None, "int8"):
             raise TranslateError(f"quantize must be int8 or None, got {quantize!r}")
-        self.loaded = loaded
+        members = [loaded] if isinstance(loaded, LoadedModel) else list(loaded)
+        self.loaded = members[0]  # tokenizers, vocabularies and limits: the same for all
         self.device = device_module.pick_device(device) if isinstance(device, str) else device
         if quantize == "int8" and self.device.type != "cpu":
             raise TranslateError(
                 f"int8 quantization is for CPU inference, not {self.device}; use --device cpu"
             )
-        self.model = loaded.model.to(self.device).eval()
         self.precision = device_module.resolve_precision(precision, self.device)
         self.autocast_dtype = device_module.autocast_dtype(self.precision)
+        self.models = [self._prepare(m.model, quantize) for m in members]
+        self.model = self.models[0]
+        scorers = [ModelScorer(model) for model in self.models]
+        self.scorer = scorers[0] if len(scorers) == 1 else Ensemble(scorers)
+        # Sources longer than this are truncated: twice the longest training pair.
+        self.max_src_len = 2 * self.loaded.config.data.max_len
+
+    def _prepare(self, model: Seq2Seq, quantize: str | None) -> Seq2Seq:
+        model = model.to(self.device).eval()
         if quantize == "int8":
             # Dynamic int8: weights stored in int8, activations quantized on the fly. Covers
             # the encoder LSTM and every nn.Linear (output layer, attention, bridge, combine).
-            self.model = torch.ao.quantization.quantize_dynamic(
-                self.model, {torch.nn.Linear, torch.nn.LSTM}, dtype=torch.qint8
+            model = torch.ao.quantization.quantize_dynamic(
+                model, {torch.nn.Linear, torch.nn.LSTM}, dtype=torch.qint8
             )
-        # Sources longer than this are truncated: twice the longest training pair.
-        self.max_src_len = 2 * loaded.config.data.max_len
+        return model
 
     @classmethod
     def from_checkpoint(
         cls,
-        path: str | Path,
+        path: str | Path | Sequence[str | Path],
         device: str | torch.device = "auto",
         precision: str = "auto",
         quantize: str | None = None,
     ) -> Translator:
-        return cls(checkpoint.load_model(path), device, precision, quantize)
+        """One checkpoint, or several (an ensemble: they must share tokenizers and vocabularies)."""
+        paths = model_paths(path)
+        members = [checkpoint.load_model(p) for p in paths]
+        for other_path, other in zip(paths[1:], members[1:], strict=True):
+            _check_compatible(paths[0], members[0], other_path, other)
+        return cls(members, device, precision, quantize)
 
     def _decode(self, batch, options: DecodeOptions, keep_attention: bool):
         dtype = self.autocast_dtype
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
             if options.beam == 1:
                 found = greedy(
-                    self.model, batch.src, batch.src_lengths, options.max_len_ratio, keep_attention
+                    self.scorer, batch.src, batch.src_lengths, options.max_len_ratio, keep_attention
                 )
                 return [[h] for h in found]
-            return beam_search(
-                self.model,
-                batch.src,
-                batch.src_lengths,
-                options.beam,
-                options.alpha,
-                options.n_best,
-                options.max_len_ratio,
-                options.min_len,
-                keep_attention,
-            )
+            return beam_search(self.scorer, batch.src, batch.src_lengths, options, keep_attention)
 
     def translate(
         self, lines: list[str], options: DecodeOptions | None = None, **overrides

@@ -22,18 +22,19 @@ LAYERS = {
     "data": 4,
     "model": 5,
     "checkpoint": 6,
-    "search": 6,
+    "scorer": 6,  # what search asks of a model, an ensemble, a shortlist
+    "search": 7,
     "step": 6,  # one training step and its loss
-    "validate": 7,
-    "run": 7,  # what a training run holds, its resume state and checkpoints
-    "train": 8,
-    "translate": 8,
-    "evaluate": 9,  # --model translates first
-    "streaming": 9,  # files of any size through a Translator
-    "serve": 9,  # HTTP in front of a Translator
-    "arguments": 9,  # the command line's grammar; imports nothing of ours
-    "cli": 10,
-    "__main__": 11,
+    "validate": 8,
+    "run": 8,  # what a training run holds, its resume state and checkpoints
+    "train": 9,
+    "translate": 9,
+    "evaluate": 10,  # --model translates first
+    "streaming": 10,  # files of any size through a Translator
+    "serve": 10,  # HTTP in front of a Translator
+    "arguments": 10,  # the command line's grammar; imports nothing of ours
+    "cli": 11,
+    "__main__": 12,
 }
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from seq2seq import checkpoint
+from seq2seq.config import DecodeOptions
 from seq2seq.data import collate
 from seq2seq.search import beam_search, greedy, length_penalty
 from seq2seq.vocab import EOS_ID
@@ -31,7 +32,7 @@ def as_batch(sources: list[list[int]]):
 def test_beam_size_one_equals_greedy(toy):
     src, lengths = as_batch(toy_sources(toy, 30))
     greedy_tokens = [h.tokens for h in greedy(toy.model, src, lengths)]
-    beam_tokens = [n[0].tokens for n in beam_search(toy.model, src, lengths, beam_size=1)]
+    beam_tokens = [n[0].tokens for n in beam_search(toy.model, src, lengths, DecodeOptions(beam=1))]
     assert beam_tokens == greedy_tokens
 
 
@@ -39,12 +40,12 @@ def test_beam_size_one_equals_greedy(toy):
 def test_translation_does_not_depend_on_the_batch(toy, beam):
     sources = toy_sources(toy, 50, seed=1)
     src, lengths = as_batch(sources)
-    together = beam_search(toy.model, src, lengths, beam_size=beam)
+    together = beam_search(toy.model, src, lengths, DecodeOptions(beam=beam))
     if beam == 1:
         together_greedy = greedy(toy.model, src, lengths)
     for i in (0, 7, 23, 49):
         alone_src, alone_lengths = as_batch([sources[i]])
-        alone = beam_search(toy.model, alone_src, alone_lengths, beam_size=beam)[0][0]
+        alone = beam_search(toy.model, alone_src, alone_lengths, DecodeOptions(beam=beam))[0][0]
         assert alone.tokens == together[i][0].tokens
         assert alone.score == pytest.approx(together[i][0].score, abs=1e-4)
         if beam == 1:
@@ -55,7 +56,7 @@ def test_translation_does_not_depend_on_the_batch(toy, beam):
 
 def test_nbest_is_sorted_and_distinct(toy):
     src, lengths = as_batch(toy_sources(toy, 10, seed=2))
-    for nbest in beam_search(toy.model, src, lengths, beam_size=5, n_best=5):
+    for nbest in beam_search(toy.model, src, lengths, DecodeOptions(beam=5, n_best=5)):
         assert len(nbest) == 5
         scores = [h.score for h in nbest]
         assert scores == sorted(scores, reverse=True)
@@ -70,7 +71,7 @@ def test_decoding_stops_at_eos(tiny_model):
         tiny_model.decoder.output.bias[EOS_ID] = 50.0  # EOS always wins
     src, lengths = as_batch([[5, 6, 7], [8, 9]])
     assert [h.tokens for h in greedy(tiny_model, src, lengths)] == [[], []]
-    for nbest in beam_search(tiny_model, src, lengths, beam_size=3):
+    for nbest in beam_search(tiny_model, src, lengths, DecodeOptions(beam=3)):
         assert nbest[0].tokens == []
         assert EOS_ID not in nbest[0].tokens
 
@@ -82,7 +83,7 @@ def test_output_length_is_bounded(tiny_model):
     for ratio in (1.0, 2.0):
         limits = [int(n * ratio) + 5 for n in (3, 1)]
         assert [len(h.tokens) for h in greedy(tiny_model, src, lengths, ratio)] == limits
-        beams = beam_search(tiny_model, src, lengths, beam_size=3, max_len_ratio=ratio)
+        beams = beam_search(tiny_model, src, lengths, DecodeOptions(beam=3, max_len_ratio=ratio))
         assert [len(n[0].tokens) for n in beams] == limits
 
 
@@ -90,7 +91,10 @@ def test_min_len_delays_eos(tiny_model):
     with torch.no_grad():
         tiny_model.decoder.output.bias[EOS_ID] = 50.0
     src, lengths = as_batch([[5, 6, 7]])
-    assert len(beam_search(tiny_model, src, lengths, beam_size=2, min_len=4)[0][0].tokens) == 4
+    assert (
+        len(beam_search(tiny_model, src, lengths, DecodeOptions(beam=2, min_len=4))[0][0].tokens)
+        == 4
+    )
 
 
 def test_attention_rows_are_distributions(toy):
@@ -111,7 +115,9 @@ def test_attention_rows_are_distributions(toy):
 def test_min_len_above_a_sentence_limit_still_gives_a_hypothesis(tiny_model):
     src = torch.tensor([[5, 6, 7], [8, 9, 0]])
     lengths = torch.tensor([3, 2])
-    results = beam_search(tiny_model, src, lengths, beam_size=3, max_len_ratio=1.0, min_len=50)
+    results = beam_search(
+        tiny_model, src, lengths, DecodeOptions(beam=3, max_len_ratio=1.0, min_len=50)
+    )
     limits = [3 + 5, 2 + 5]  # max_len_ratio x source length + 5
     for hypotheses, limit in zip(results, limits, strict=True):
         assert hypotheses, "no hypothesis: min_len must give way to the length limit"

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from seq2seq.translate import Translator
+from seq2seq.config import DecodeOptions
+from seq2seq.translate import TranslateError, Translator
 
 from .conftest import ROOT
 
@@ -110,3 +111,47 @@ def test_cli_in_a_pipe_and_nbest(toy_checkpoint, tmp_path):
 def test_reduced_precision_still_translates(toy_checkpoint, options):
     fast = Translator.from_checkpoint(toy_checkpoint, device="cpu", **options)
     assert fast.translate(["a b c d", "q r s"], beam=5) == ["d c b a", "s r q"]
+
+
+def test_an_ensemble_of_a_model_with_itself_translates_as_the_model(toy_checkpoint):
+    lines = ["a b c d", "e f", "", "g h i j k l"]
+    single = Translator.from_checkpoint(toy_checkpoint, "cpu")
+    pair = Translator.from_checkpoint([toy_checkpoint, toy_checkpoint], "cpu")
+    for beam in (1, 3):
+        assert pair.translate(lines, beam=beam) == single.translate(lines, beam=beam)
+
+
+def test_ensemble_beam_one_is_ensemble_greedy(toy_checkpoint, tmp_path):
+    import torch
+
+    from seq2seq import checkpoint
+    from seq2seq.data import collate
+    from seq2seq.search import beam_search, greedy
+
+    # Two different members: the second's weights are perturbed.
+    payload = checkpoint.load(toy_checkpoint)
+    torch.manual_seed(0)
+    payload["model"] = {
+        k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v
+        for k, v in payload["model"].items()
+    }
+    other = tmp_path / "other.pt"
+    checkpoint.save(other, payload)
+    ensemble = Translator.from_checkpoint([toy_checkpoint, other], "cpu")
+    sources = [ensemble.loaded.src_vocab.encode(s.split()) for s in ["a b c d", "e f", "g h i"]]
+    batch = collate(sources, None, range(3))
+    by_greedy = greedy(ensemble.scorer, batch.src, batch.src_lengths)
+    by_beam = beam_search(ensemble.scorer, batch.src, batch.src_lengths, DecodeOptions(beam=1))
+    assert [h.tokens for h in by_greedy] == [n[0].tokens for n in by_beam]
+    assert [h.log_prob for h in by_greedy] == pytest.approx([n[0].log_prob for n in by_beam])
+
+
+def test_an_ensemble_with_another_vocabulary_is_refused(toy_checkpoint, tmp_path):
+    from seq2seq import checkpoint
+
+    payload = checkpoint.load(toy_checkpoint)
+    payload["tgt_vocab"] = payload["tgt_vocab"][:-1] + ["zzz-other"]
+    other = tmp_path / "other.pt"
+    checkpoint.save(other, payload)
+    with pytest.raises(TranslateError, match="other.pt: its target vocabulary differs"):
+        Translator.from_checkpoint([toy_checkpoint, other], "cpu")
