@@ -199,6 +199,15 @@ def _corpus_tools(commands) -> None:
     average.add_argument("--last", type=positive_int, default=5, help="K for --run")
     average.add_argument("--output", required=True, help="the averaged checkpoint")
 
+    prune = commands.add_parser(
+        "prune", help="structured pruning: remove the least important hidden units"
+    )
+    prune.add_argument("--model", required=True, help="the checkpoint to prune")
+    prune.add_argument(
+        "--amount", type=float, required=True, help="fraction of units removed, e.g. 0.5"
+    )
+    prune.add_argument("--output", required=True, help="the pruned checkpoint")
+
     prepare = commands.add_parser(
         "prepare", help="tokenize a training corpus once into memory-mapped arrays"
     )

@@ -182,6 +182,25 @@ def _average(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prune(args: argparse.Namespace) -> int:
+    from seq2seq import checkpoint
+    from seq2seq.prune import parameter_count, prune_payload
+
+    payload = checkpoint.load(args.model)
+    pruned = prune_payload(payload, args.amount)
+    if Path(args.output).resolve() == Path(args.model).resolve():
+        raise _usage_error("prune: --output must differ from --model (the original is kept)")
+    checkpoint.save(args.output, pruned)
+    model = pruned["config"]["model"]
+    print(
+        f"{args.output}: {parameter_count(payload) / 1e6:.2f}M -> {parameter_count(pruned) / 1e6:.2f}M "
+        f"parameters (embedding {model['embedding_size']}, encoder {model['encoder_hidden_size']}, "
+        f"decoder {model['decoder_hidden_size']}, attention {model['attention_size']}); fine-tune "
+        f"with: seq2seq train --config CONFIG --init-from {args.output}"
+    )
+    return 0
+
+
 def _prepare(args: argparse.Namespace) -> int:
     from seq2seq import config as config_module
     from seq2seq.prepare import prepare
@@ -223,6 +242,7 @@ HANDLERS = {
     "serve": _serve,
     "evaluate": _evaluate,
     "average": _average,
+    "prune": _prune,
     "prepare": _prepare,
     "download": _download,
 }

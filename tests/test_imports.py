@@ -27,6 +27,7 @@ LAYERS = {
     "step": 6,  # one training step and its loss
     "validate": 8,
     "run": 8,  # what a training run holds, its resume state and checkpoints
+    "prune": 7,  # structured pruning of a checkpoint's weights
     "train": 9,
     "translate": 9,
     "evaluate": 10,  # --model translates first
