@@ -51,7 +51,12 @@ def add_decoding_options(parser: argparse.ArgumentParser, beam_help: str) -> Non
         help="auto: bf16 where the CPU (AVX-512 BF16/AMX) or GPU has it natively, else fp32",
     )
     parser.add_argument(
-        "--quantize", choices=["int8"], help="int8 dynamic quantization (CPU inference)"
+        "--quantize", choices=["int8"], help="int8 matrix products (CPU inference, oneDNN)"
+    )
+    parser.add_argument(
+        "--shortlist",
+        action="store_true",
+        help="output layer only over the checkpoint's lexical shortlist (seq2seq shortlist)",
     )
 
 
@@ -198,6 +203,18 @@ def _corpus_tools(commands) -> None:
     average.add_argument("--run", help="a training folder: average its last K step_N.pt")
     average.add_argument("--last", type=positive_int, default=5, help="K for --run")
     average.add_argument("--output", required=True, help="the averaged checkpoint")
+
+    shortlist = commands.add_parser(
+        "shortlist", help="add a lexical shortlist to a checkpoint (for translate --shortlist)"
+    )
+    shortlist.add_argument("--model", required=True, help="the checkpoint")
+    shortlist.add_argument("--output", required=True, help="the checkpoint with its shortlist")
+    shortlist.add_argument(
+        "--train", help="training files prefix (default: data.train of the stored config)"
+    )
+    shortlist.add_argument(
+        "--per-source", type=positive_int, default=50, help="target candidates per source token"
+    )
 
     prune = commands.add_parser(
         "prune", help="structured pruning: remove the least important hidden units"

@@ -77,6 +77,7 @@ class LoadedModel:
     config: Config
     model: Seq2Seq
     preprocessing: Preprocessing
+    shortlist: dict | None = None  # the lexical table of `seq2seq shortlist`, if added
 
     @property
     def src_vocab(self) -> Vocab:
@@ -114,7 +115,7 @@ def load_model(path: str | Path, payload: dict | None = None) -> LoadedModel:
     )
     model.load_state_dict(payload["model"])
     model.eval()
-    return LoadedModel(config, model, preprocessing)
+    return LoadedModel(config, model, preprocessing, payload.get("shortlist"))
 
 
 def average(paths: list[str | Path]) -> dict:

@@ -74,6 +74,7 @@ def _translate(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
         quantize=args.quantize,
+        shortlist=args.shortlist,
         chunk_lines=args.chunk_lines,
         workers=args.workers,
     )
@@ -108,7 +109,9 @@ def _serve(args: argparse.Namespace) -> int:
     )
     if not 1 <= args.beam <= args.max_beam:
         raise _usage_error(f"serve: --beam {args.beam} exceeds --max-beam {args.max_beam}")
-    translator = Translator.from_checkpoint(args.model, args.device, args.precision, args.quantize)
+    translator = Translator.from_checkpoint(
+        args.model, args.device, args.precision, args.quantize, args.shortlist
+    )
     serve(translator, settings, args.host, args.port, " + ".join(args.model))
     return 0
 
@@ -136,6 +139,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             _decode_options(args),
             args.precision,
             args.quantize,
+            args.shortlist,
             **options,
         )
         if args.output:
@@ -179,6 +183,14 @@ def _average(args: argparse.Namespace) -> int:
         paths += steps[-args.last :]
     checkpoint.save(args.output, checkpoint.average(paths))
     print(args.output)
+    return 0
+
+
+def _shortlist(args: argparse.Namespace) -> int:
+    from seq2seq.shortlist import add_shortlist
+
+    summary = add_shortlist(args.model, args.output, args.train, args.per_source)
+    print(f"{args.output}: {summary}; translate with --model {args.output} --shortlist")
     return 0
 
 
@@ -243,6 +255,7 @@ HANDLERS = {
     "evaluate": _evaluate,
     "average": _average,
     "prune": _prune,
+    "shortlist": _shortlist,
     "prepare": _prepare,
     "download": _download,
 }

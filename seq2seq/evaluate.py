@@ -110,12 +110,13 @@ def evaluate_model(
     translate_options: DecodeOptions | None = None,
     precision: str = "auto",
     quantize: str | None = None,
+    shortlist: bool = False,
     **options,
 ) -> Report:
     """Translate ``src`` with the checkpoint ``model`` and score the output."""
     sources = read_lines(src)
     references = read_references(refs, len(sources), str(src))
-    translator = Translator.from_checkpoint(model, device, precision, quantize)
+    translator = Translator.from_checkpoint(model, device, precision, quantize, shortlist)
     hypotheses = translator.translate(sources, translate_options)
     return evaluate_lines(hypotheses, references, metrics, **options)
 

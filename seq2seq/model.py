@@ -16,6 +16,7 @@ Luong et al.'s attentional output (their eq. 5, no bias) and input feeding:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -141,6 +142,15 @@ class BahdanauAttention(nn.Module):
         return context, weights
 
 
+def _upper_layer(cell: nn.LSTMCell) -> Callable[[Tensor, Tensor], Tensor]:
+    def project(x: Tensor, h: Tensor) -> Tensor:
+        return F.linear(x, cell.weight_ih, cell.bias_ih + cell.bias_hh) + F.linear(
+            h, cell.weight_hh
+        )
+
+    return project
+
+
 class Decoder(nn.Module):
     def __init__(
         self,
@@ -172,6 +182,7 @@ class Decoder(nn.Module):
         if tie_embeddings:
             self.output.weight = self.embedding.weight
         self._cache_key, self._cache = None, None  # see _inference_weights
+        self.int8_projections: list | None = None
 
     def init_state(self, encoded: Encoded) -> DecoderState:
         """Bridge: s_0 = tanh(W_h [h_fwd; h_bwd]), c_0 = W_c [c_fwd; c_bwd], per layer."""
@@ -198,9 +209,18 @@ class Decoder(nn.Module):
         cell = self.cells[0]
         return torch.cat([cell.weight_ih[:, self.embedding.embedding_dim :], cell.weight_hh], dim=1)
 
-    def _inference_weights(self) -> tuple[Tensor, Tensor]:
+    def projections(self) -> list[Callable[[Tensor, Tensor], Tensor]]:
+        """Per layer, (input, its previous h) -> the gate pre-activations (B, 4D) besides the
+        embedding's: the input is o_{t-1} for layer 0, the layer below's h for the others."""
+        recurrent = self._recurrent_weight()
+        first = lambda feed, h: F.linear(torch.cat([feed, h.to(feed.dtype)], dim=-1), recurrent)  # noqa: E731
+        return [first] + [_upper_layer(cell) for cell in list(self.cells)[1:]]
+
+    def _inference_weights(self) -> tuple[Tensor, list]:
         """For decoding without gradients: the embedding gates of every vocabulary entry (V, 4D),
-        looked up instead of multiplied, and the recurrent weight; rebuilt when a weight changes."""
+        looked up instead of multiplied, and the projections; rebuilt when a weight changes.
+
+        ``int8_projections`` (set by ``quantize.quantize_int8``) replaces the projections."""
         cell = self.cells[0]
         tensors = (
             self.embedding.weight,
@@ -213,22 +233,18 @@ class Decoder(nn.Module):
         if self._cache_key != key:
             weight = cell.weight_ih[:, : self.embedding.embedding_dim]
             table = F.linear(self.embedding.weight, weight, cell.bias_ih + cell.bias_hh)  # (V, 4D)
-            self._cache, self._cache_key = (table.float(), self._recurrent_weight()), key
-        return self._cache
+            self._cache, self._cache_key = (table.float(), self.projections()), key
+        table, projections = self._cache
+        return table, self.int8_projections or projections
 
     def _step(
-        self, embedding_gates: Tensor, recurrent: Tensor, state: DecoderState, encoded: Encoded
+        self, embedding_gates: Tensor, projections: list, state: DecoderState, encoded: Encoded
     ) -> tuple[Tensor, DecoderState, Tensor]:
-        previous = torch.cat([state.feed, state.h[0].to(state.feed.dtype)], dim=-1)  # (B, 2D)
-        gates = embedding_gates + F.linear(previous, recurrent)  # (B, 4D)
+        gates = embedding_gates + projections[0](state.feed, state.h[0])  # (B, 4D)
         h, c = lstm_update(gates, state.c[0])  # (B, D) each
         new_h, new_c = [h], [c]
         for layer in range(1, self.num_layers):
-            cell = self.cells[layer]
-            x = self.dropout(h)
-            gates = F.linear(x, cell.weight_ih, cell.bias_ih + cell.bias_hh) + F.linear(
-                state.h[layer], cell.weight_hh
-            )  # (B, 4D)
+            gates = projections[layer](self.dropout(h), state.h[layer])  # (B, 4D)
             h, c = lstm_update(gates, state.c[layer])
             new_h.append(h)
             new_c.append(c)
@@ -245,9 +261,9 @@ class Decoder(nn.Module):
     ) -> tuple[Tensor, DecoderState, Tensor]:
         """One step: previous tokens (B,) -> attentional output (B, D), new state, attention (B, S)."""
         if self.training or torch.is_grad_enabled():
-            return self._step(self._embedding_gates(prev), self._recurrent_weight(), state, encoded)
-        table, recurrent = self._inference_weights()
-        return self._step(F.embedding(prev, table), recurrent, state, encoded)
+            return self._step(self._embedding_gates(prev), self.projections(), state, encoded)
+        table, projections = self._inference_weights()
+        return self._step(F.embedding(prev, table), projections, state, encoded)
 
     def logits(self, outputs: Tensor) -> Tensor:
         """Attentional outputs (..., D) -> logits (..., V)."""
@@ -259,10 +275,10 @@ class Decoder(nn.Module):
         """Teacher-forced loop: (B, T) -> attentional outputs (B, T, D)."""
         state = self.init_state(encoded)
         embedding_gates = self._embedding_gates(tgt_in)  # (B, T, 4D), all steps at once
-        recurrent = self._recurrent_weight()  # (4D, 2D), concatenated once per batch
+        projections = self.projections()  # weights concatenated once per batch
         outputs = []
         for t in range(tgt_in.size(1)):
-            output, state, _ = self._step(embedding_gates[:, t], recurrent, state, encoded)
+            output, state, _ = self._step(embedding_gates[:, t], projections, state, encoded)
             outputs.append(output)
         return torch.stack(outputs, dim=1)  # (B, T, D)
 

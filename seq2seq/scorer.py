@@ -17,6 +17,8 @@ Shapes: B batch (rows), S source length, D decoder size, V target vocabulary.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple, Protocol
 
 import torch
@@ -38,11 +40,17 @@ class Scorer(Protocol):
 
 
 class OutputLayer(NamedTuple):
-    """The output layer restricted to ``ids`` (sorted, specials first): weight (V', D), bias (V',)."""
+    """The output layer restricted to ``ids`` (sorted, specials first): (..., D) -> (..., V')."""
 
     ids: Tensor
-    weight: Tensor
-    bias: Tensor
+    project: Callable[[Tensor], Tensor]
+
+
+def restrict(layer, ids: Tensor) -> Callable[[Tensor], Tensor]:
+    """``layer`` (an nn.Linear, or a layer that restricts itself: int8) over the rows ``ids``."""
+    if hasattr(layer, "rows"):
+        return layer.rows(ids)
+    return partial(F.linear, weight=layer.weight[ids], bias=layer.bias[ids])
 
 
 class ModelState(NamedTuple):
@@ -68,8 +76,7 @@ class ModelScorer:
         output = None
         if self.shortlist is not None:
             ids = self.shortlist(src).to(src.device)  # (V',)
-            layer = self.model.decoder.output
-            output = OutputLayer(ids, layer.weight[ids], layer.bias[ids])  # (V', D), (V',)
+            output = OutputLayer(ids, restrict(self.model.decoder.output, ids))
         return ModelState(self.model.decoder.init_state(encoded), encoded, output)
 
     def step(self, prev: Tensor, state: ModelState) -> tuple[Tensor, ModelState, Tensor]:
@@ -79,7 +86,7 @@ class ModelScorer:
             log_probs = torch.log_softmax(decoder.logits(output).float(), dim=-1)  # (B, V)
         else:  # softmax over the shortlist; every other token gets probability 0
             hidden = decoder.pre_output(output) if decoder.pre_output is not None else output
-            logits = F.linear(hidden, state.output.weight, state.output.bias).float()  # (B, V')
+            logits = state.output.project(hidden).float()  # (B, V')
             log_probs = logits.new_full(
                 (logits.size(0), decoder.output.out_features), float("-inf")
             )

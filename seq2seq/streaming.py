@@ -76,6 +76,7 @@ class FileJob:
     device: str = "auto"
     precision: str = "auto"
     quantize: str | None = None
+    shortlist: bool = False  # the checkpoint's vocabulary shortlist
     chunk_lines: int = 10_000
     workers: int = 1
 
@@ -117,7 +118,7 @@ class InProcessDecoder:
     def __init__(self, job: FileJob):
         self.job = job
         self.translator = Translator.from_checkpoint(
-            job.model, job.device, job.precision, job.quantize
+            job.model, job.device, job.precision, job.quantize, job.shortlist
         )
 
     def map(self, lines: list[str], first: int, on_lines=None) -> list[Rendered]:
@@ -136,7 +137,9 @@ def _init_worker(job: FileJob, devices, threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     torch.set_num_threads(threads)
     device = devices.get() if devices is not None else job.device
-    _worker_translator = Translator.from_checkpoint(job.model, device, job.precision, job.quantize)
+    _worker_translator = Translator.from_checkpoint(
+        job.model, device, job.precision, job.quantize, job.shortlist
+    )
 
 
 def _work(task: tuple[FileJob, list[str], list[int]]) -> list[Rendered]:

@@ -24,8 +24,10 @@ from seq2seq.config import DecodeOptions
 from seq2seq.data import collate, token_batches
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
+from seq2seq.quantize import quantize_int8
 from seq2seq.scorer import Ensemble, ModelScorer
 from seq2seq.search import Hypothesis, beam_search, greedy
+from seq2seq.shortlist import Shortlist, ShortlistError
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ class Translator:
         device: str | torch.device = "cpu",
         precision: str = "auto",
         quantize: str | None = None,
+        shortlist: bool = False,
     ):
         if precision not in ("fp32", "bf16", "fp16", "auto"):
             raise TranslateError(f"precision must be fp32, bf16, fp16 or auto, got {precision!r}")
@@ -100,19 +103,23 @@ class Translator:
         self.autocast_dtype = device_module.autocast_dtype(self.precision)
         self.models = [self._prepare(m.model, quantize) for m in members]
         self.model = self.models[0]
-        scorers = [ModelScorer(model) for model in self.models]
+        lexical = None
+        if shortlist:  # one table for all members, so they score the same candidates
+            if members[0].shortlist is None:
+                raise ShortlistError(
+                    "this checkpoint has no shortlist; add one with: seq2seq shortlist "
+                    "--model CKPT --output OUT.pt, then translate with --model OUT.pt --shortlist"
+                )
+            lexical = Shortlist(members[0].shortlist)
+        scorers = [ModelScorer(model, lexical) for model in self.models]
         self.scorer = scorers[0] if len(scorers) == 1 else Ensemble(scorers)
         # Sources longer than this are truncated: twice the longest training pair.
         self.max_src_len = 2 * self.loaded.config.data.max_len
 
     def _prepare(self, model: Seq2Seq, quantize: str | None) -> Seq2Seq:
         model = model.to(self.device).eval()
-        if quantize == "int8":
-            # Dynamic int8: weights stored in int8, activations quantized on the fly. Covers
-            # the encoder LSTM and every nn.Linear (output layer, attention, bridge, combine).
-            model = torch.ao.quantization.quantize_dynamic(
-                model, {torch.nn.Linear, torch.nn.LSTM}, dtype=torch.qint8
-            )
+        if quantize == "int8":  # every matrix product of the decoder step (quantize.py)
+            model = quantize_int8(model)
         return model
 
     @classmethod
@@ -122,13 +129,14 @@ class Translator:
         device: str | torch.device = "auto",
         precision: str = "auto",
         quantize: str | None = None,
+        shortlist: bool = False,
     ) -> Translator:
         """One checkpoint, or several (an ensemble: they must share tokenizers and vocabularies)."""
         paths = model_paths(path)
         members = [checkpoint.load_model(p) for p in paths]
         for other_path, other in zip(paths[1:], members[1:], strict=True):
             _check_compatible(paths[0], members[0], other_path, other)
-        return cls(members, device, precision, quantize)
+        return cls(members, device, precision, quantize, shortlist)
 
     def _decode(self, batch, options: DecodeOptions, keep_attention: bool):
         dtype = self.autocast_dtype

@@ -22,12 +22,14 @@ LAYERS = {
     "data": 4,
     "model": 5,
     "checkpoint": 6,
+    "quantize": 6,  # int8 inference through oneDNN
     "scorer": 6,  # what search asks of a model, an ensemble, a shortlist
     "search": 7,
     "step": 6,  # one training step and its loss
     "validate": 8,
     "run": 8,  # what a training run holds, its resume state and checkpoints
-    "prune": 7,  # structured pruning of a checkpoint's weights
+    "prune": 7,
+    "shortlist": 7,  # lexical shortlists of the output layer  # structured pruning of a checkpoint's weights
     "train": 9,
     "translate": 9,
     "evaluate": 10,  # --model translates first

@@ -155,3 +155,32 @@ def test_an_ensemble_with_another_vocabulary_is_refused(toy_checkpoint, tmp_path
     checkpoint.save(other, payload)
     with pytest.raises(TranslateError, match="other.pt: its target vocabulary differs"):
         Translator.from_checkpoint([toy_checkpoint, other], "cpu")
+
+
+def test_shortlist_command_then_translate_with_it(toy_checkpoint, tmp_path):
+    out = tmp_path / "with_shortlist.pt"
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "seq2seq",
+            "shortlist",
+            "--model",
+            str(toy_checkpoint),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert made.returncode == 0, made.stderr
+    lines = ["a b c d", "e f", ""]
+    shortlisted = Translator.from_checkpoint(out, "cpu", shortlist=True).translate(lines)
+    assert len(shortlisted) == 3 and shortlisted[2] == ""
+    int8 = Translator.from_checkpoint(out, "cpu", quantize="int8", shortlist=True).translate(lines)
+    assert len(int8) == 3
+    from seq2seq.shortlist import ShortlistError
+
+    with pytest.raises(ShortlistError, match="no shortlist"):
+        Translator.from_checkpoint(toy_checkpoint, "cpu", shortlist=True)
