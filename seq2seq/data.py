@@ -179,37 +179,8 @@ def build_training_data(
     valid_src_lines, valid_ref_lines = read_parallel(
         resolve(config.valid, src_suffix), resolve(config.valid, tgt_suffix)
     )
-    if config.prepared:
-        meta, train_src, train_tgt = open_prepared(config)
-        source = config.prepared
-        if stored is None:
-            stored = Preprocessing.from_data(meta)
-        elif (
-            stored.src_vocab.tokens != meta["src_vocab"]
-            or stored.tgt_vocab.tokens != meta["tgt_vocab"]
-        ):
-            raise DataError(f"{source}: its vocabularies differ from the checkpoint's")
-    else:
-        train_src_path = resolve(config.train, src_suffix)
-        src_lines, tgt_lines = read_parallel(train_src_path, resolve(config.train, tgt_suffix))
-        source = str(train_src_path)
-        if not src_lines:
-            raise DataError(f"{train_src_path}: the training set is empty")
-        if stored is None:
-            src_tokenizer, tgt_tokenizer = build_tokenizers(config, src_lines, tgt_lines)
-        else:
-            src_tokenizer, tgt_tokenizer = stored.src_tokenizer, stored.tgt_tokenizer
-        src_tokens = src_tokenizer.encode_many(src_lines)
-        tgt_tokens = tgt_tokenizer.encode_many(tgt_lines)
-        if stored is None:
-            stored = Preprocessing(
-                src_tokenizer,
-                tgt_tokenizer,
-                Vocab.build(src_tokens, config.src_vocab_size, config.min_freq),
-                Vocab.build(tgt_tokens, config.tgt_vocab_size, config.min_freq),
-            )
-        train_src = TokenStore.from_lists([stored.src_vocab.encode(t) for t in src_tokens])
-        train_tgt = TokenStore.from_lists([stored.tgt_vocab.encode(t) for t in tgt_tokens])
+    reader = _open_prepared if config.prepared else _read_text
+    stored, train_src, train_tgt, source = reader(config, stored)
     src_vocab, tgt_vocab = stored.src_vocab, stored.tgt_vocab
     train_indices, empty, long = filter_pairs(
         train_src.lengths(), train_tgt.lengths(), config.max_len
@@ -241,6 +212,44 @@ def build_training_data(
         valid_src_lines,
         valid_ref_lines,
     )
+
+
+def _open_prepared(config: DataConfig, stored: Preprocessing | None):
+    """A prepared folder's id stores, and its tokenizers and vocabularies unless ``stored``."""
+    meta, train_src, train_tgt = open_prepared(config)
+    if stored is None:
+        stored = Preprocessing.from_data(meta)
+    elif (
+        stored.src_vocab.tokens != meta["src_vocab"] or stored.tgt_vocab.tokens != meta["tgt_vocab"]
+    ):
+        raise DataError(f"{config.prepared}: its vocabularies differ from the checkpoint's")
+    return stored, train_src, train_tgt, config.prepared
+
+
+def _read_text(config: DataConfig, stored: Preprocessing | None):
+    """The training text tokenized and numericalized, with tokenizers and vocabularies built
+    from it unless ``stored``."""
+    src_suffix, tgt_suffix = _suffixes(config)
+    train_src_path = resolve(config.train, src_suffix)
+    src_lines, tgt_lines = read_parallel(train_src_path, resolve(config.train, tgt_suffix))
+    if not src_lines:
+        raise DataError(f"{train_src_path}: the training set is empty")
+    if stored is None:
+        src_tokenizer, tgt_tokenizer = build_tokenizers(config, src_lines, tgt_lines)
+    else:
+        src_tokenizer, tgt_tokenizer = stored.src_tokenizer, stored.tgt_tokenizer
+    src_tokens = src_tokenizer.encode_many(src_lines)
+    tgt_tokens = tgt_tokenizer.encode_many(tgt_lines)
+    if stored is None:
+        stored = Preprocessing(
+            src_tokenizer,
+            tgt_tokenizer,
+            Vocab.build(src_tokens, config.src_vocab_size, config.min_freq),
+            Vocab.build(tgt_tokens, config.tgt_vocab_size, config.min_freq),
+        )
+    train_src = TokenStore.from_lists([stored.src_vocab.encode(t) for t in src_tokens])
+    train_tgt = TokenStore.from_lists([stored.tgt_vocab.encode(t) for t in tgt_tokens])
+    return stored, train_src, train_tgt, str(train_src_path)
 
 
 def batch_stream(

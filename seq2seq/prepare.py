@@ -118,37 +118,7 @@ def prepare(
     tokenizers = build_tokenizers(config, samples[0], samples[1])
     del samples
     sides = [_Numericalizer(tokenizer) for tokenizer in tokenizers]
-    pools = [
-        None
-        if side.fast
-        else multiprocessing.get_context("fork").Pool(
-            workers, _init_worker, (side.tokenizer.to_data(),)
-        )
-        for side in sides
-    ]
-    pairs = 0
-    try:
-        streams = [_chunks(iter_lines(path), chunk_lines) for path in paths]
-        while True:
-            chunks = [next(stream, None) for stream in streams]
-            if chunks[0] is None and chunks[1] is None:
-                break
-            if chunks[0] is None or chunks[1] is None or len(chunks[0]) != len(chunks[1]):
-                raise DataError(
-                    f"{paths[0]} and {paths[1]} have different line counts: parallel files must be line-aligned"
-                )
-            for side, pool, lines in zip(sides, pools, chunks, strict=True):
-                if side.fast:
-                    side.add(side.tokenizer.encode_ids_many(lines))
-                else:  # spaCy: one slice per worker process
-                    parts = [lines[i : i + 5000] for i in range(0, len(lines), 5000)]
-                    side.add_tokens([t for part in pool.map(_tokenize_chunk, parts) for t in part])
-            pairs += len(chunks[0])
-            log.info("prepare: %d pairs tokenized", pairs)
-    finally:
-        for pool in pools:
-            if pool is not None:
-                pool.close()
+    pairs = _numericalize(paths, sides, workers, chunk_lines)
     if pairs == 0:
         raise DataError(f"{paths[0]}: the training set is empty")
     vocabs = [
@@ -170,6 +140,43 @@ def prepare(
         "tgt_vocab": len(vocabs[1]),
         "folder": str(out),
     }
+
+
+def _numericalize(
+    paths: list[Path], sides: list[_Numericalizer], workers: int, chunk_lines: int
+) -> int:
+    """Stream both files chunk by chunk into ``sides``; returns the pairs read."""
+    pools = [
+        None
+        if side.fast
+        else multiprocessing.get_context("fork").Pool(
+            workers, _init_worker, (side.tokenizer.to_data(),)
+        )
+        for side in sides
+    ]
+    pairs = 0
+    try:
+        streams = [_chunks(iter_lines(path), chunk_lines) for path in paths]
+        while True:
+            chunks = [next(stream, None) for stream in streams]
+            if chunks[0] is None and chunks[1] is None:
+                return pairs
+            if chunks[0] is None or chunks[1] is None or len(chunks[0]) != len(chunks[1]):
+                raise DataError(
+                    f"{paths[0]} and {paths[1]} have different line counts: parallel files must be line-aligned"
+                )
+            for side, pool, lines in zip(sides, pools, chunks, strict=True):
+                if side.fast:
+                    side.add(side.tokenizer.encode_ids_many(lines))
+                else:  # spaCy: one slice per worker process
+                    parts = [lines[i : i + 5000] for i in range(0, len(lines), 5000)]
+                    side.add_tokens([t for part in pool.map(_tokenize_chunk, parts) for t in part])
+            pairs += len(chunks[0])
+            log.info("prepare: %d pairs tokenized", pairs)
+    finally:
+        for pool in pools:
+            if pool is not None:
+                pool.close()
 
 
 def prepared_key(config: DataConfig) -> dict:

@@ -68,3 +68,15 @@ def test_model_does_not_pull_in_heavy_modules():
     code = "import sys, seq2seq.model; print(any(m in sys.modules for m in ('spacy', 'matplotlib', 'wandb')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_functions_fit_on_a_screen():
+    """No function in the package longer than 60 lines (the style guide's readable unit)."""
+    long = []
+    for path in PACKAGE.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60:
+                    long.append(f"{path.stem}.{node.name}: {lines} lines")
+    assert not long, long
