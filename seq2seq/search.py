@@ -112,6 +112,7 @@ def beam_search(
     src_lengths: Tensor,
     options: DecodeOptions | None = None,
     keep_attention: bool = False,
+    stop_early: bool = True,
 ) -> list[list[Hypothesis]]:
     """Batched beam search: all sentences and their beams in one (B*K)-row tensor.
 
@@ -119,7 +120,9 @@ def beam_search(
     the top K are finished (scored by log-prob / length_penalty) and never
     extended, the best K others go on. A sentence stops once it holds K
     finished hypotheses or reaches its length limit, and leaves the batch, so
-    its rows cost nothing afterwards. Returns, per sentence, the
+    its rows cost nothing afterwards. With ``stop_early`` it also stops once
+    no live beam can still reach its ``n_best`` best finished ones (the
+    result is the same; see ``_done``). Returns, per sentence, the
     ``options.n_best`` best hypotheses, best first.
     """
     options = options or DecodeOptions()
@@ -150,7 +153,7 @@ def beam_search(
         source_rows = row_base + top_ids // vocab  # (B', 2K) the row each candidate extends
         _finish(beams, finished, top_scores, token, source_rows, weights, t, options, src_lengths)
         _extend(beams, top_scores, token, source_rows, weights)
-        done = [len(finished[s]) >= k or limit_list[s] <= t for s in beams.active.tolist()]
+        done = _done(beams, finished, limits, limit_list, t, options, stop_early)
         if any(done):
             left = (~torch.tensor(done, device=device)).nonzero().squeeze(1)  # (B'',)
             beams.active, beams.scores = beams.active[left], beams.scores[left]
@@ -159,6 +162,27 @@ def beam_search(
     for hypotheses in finished:
         hypotheses.sort(key=lambda h: -h.score)
     return [hypotheses[: options.n_best] for hypotheses in finished]
+
+
+def _done(beams, finished, limits, limit_list, t, options, stop_early) -> list[bool]:
+    """Per sentence left: K finished, at its length limit, or (``stop_early``) unbeatable.
+
+    A live beam's log-probability only falls as it grows, and its length
+    penalty is at most lp(limit + 1), so raw / lp(limit + 1) bounds its final
+    score (scores are negative). Once the n-best finished hypotheses all score
+    above every live beam's bound, nothing can change the result.
+    """
+    bounds = [float("inf")] * beams.active.numel()
+    if stop_early:
+        best_alive = beams.scores.max(dim=1).values  # (B',)
+        lp = length_penalty(limits[beams.active].float() + 1, options.alpha)  # (B',)
+        bounds = (best_alive / lp).tolist()
+    done = []
+    for i, s in enumerate(beams.active.tolist()):
+        scores = sorted((h.score for h in finished[s]), reverse=True)
+        beaten = len(scores) >= options.n_best and scores[options.n_best - 1] > bounds[i]
+        done.append(len(scores) >= options.beam or limit_list[s] <= t or beaten)
+    return done
 
 
 def _limit_eos(log_probs: Tensor, limits: Tensor, t: int, min_len: int) -> None:

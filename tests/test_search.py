@@ -130,3 +130,13 @@ def test_length_penalty_is_gnmt_s():
     assert length_penalty(1, 1.0) == pytest.approx(1.0)
     assert length_penalty(13, 0.5) == pytest.approx(3**0.5)
     assert length_penalty(40, 0.0) == 1.0
+
+
+@pytest.mark.parametrize("n_best", [1, 3])
+def test_stopping_early_never_changes_the_result(toy, n_best):
+    src, lengths = as_batch(toy_sources(toy, 40, seed=3))
+    options = DecodeOptions(beam=5, n_best=n_best, alpha=0.6)
+    early = beam_search(toy.model, src, lengths, options, stop_early=True)
+    full = beam_search(toy.model, src, lengths, options, stop_early=False)
+    assert [[h.tokens for h in n] for n in early] == [[h.tokens for h in n] for n in full]
+    assert [h.score for n in early for h in n] == pytest.approx([h.score for n in full for h in n])
