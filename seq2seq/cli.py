@@ -11,7 +11,7 @@ from pathlib import Path
 
 from seq2seq.arguments import build_parser
 
-EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
+EXIT_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 1, 130, 141  # 141: as a shell reports SIGPIPE
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -277,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"seq2seq {args.command}: interrupted; {_after_interrupt(args)}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `seq2seq ... | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -127,3 +127,15 @@ def test_user_errors_are_one_line_without_a_traceback(toy_checkpoint, args, mess
     result = run(*[a.replace("{model}", str(toy_checkpoint)) for a in args])
     assert result.returncode == 1, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_closed_pipe_is_not_a_traceback(tmp_path, toy_checkpoint):
+    source = tmp_path / "many.txt"
+    source.write_text("a b c d e\n" * 20_000)
+    shell = (
+        f"{sys.executable} -m seq2seq translate --model {toy_checkpoint} --beam 1 --device cpu"
+        f" --input {source} --chunk-lines 500 | head -n 1"
+    )
+    result = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, cwd=ROOT)
+    assert result.stdout.count("\n") == 1
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
