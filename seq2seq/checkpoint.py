@@ -18,8 +18,7 @@ from seq2seq import config as config_module
 from seq2seq.config import Config
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
-from seq2seq.tokenize import Preprocessing, Tokenizer
-from seq2seq.vocab import Vocab
+from seq2seq.tokenize import Preprocessing, WithPreprocessing
 
 FORMAT = "seq2seq-checkpoint"
 VERSION = 1
@@ -73,27 +72,11 @@ def load(path: str | Path) -> dict:
 
 
 @dataclass
-class LoadedModel:
+class LoadedModel(WithPreprocessing):
     config: Config
     model: Seq2Seq
     preprocessing: Preprocessing
     shortlist: dict | None = None  # the lexical table of `seq2seq shortlist`, if added
-
-    @property
-    def src_vocab(self) -> Vocab:
-        return self.preprocessing.src_vocab
-
-    @property
-    def tgt_vocab(self) -> Vocab:
-        return self.preprocessing.tgt_vocab
-
-    @property
-    def src_tokenizer(self) -> Tokenizer:
-        return self.preprocessing.src_tokenizer
-
-    @property
-    def tgt_tokenizer(self) -> Tokenizer:
-        return self.preprocessing.tgt_tokenizer
 
 
 def model_payload(config: Config, model: Seq2Seq, preprocessing: Preprocessing) -> dict:

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from seq2seq.config import DataConfig
 from seq2seq.corpus import DataError, TokenStore, read_parallel, resolve
 from seq2seq.prepare import open_prepared
-from seq2seq.tokenize import Preprocessing, Tokenizer, build_tokenizers
+from seq2seq.tokenize import Preprocessing, WithPreprocessing, build_tokenizers
 from seq2seq.vocab import BOS_ID, EOS_ID, PAD_ID, Vocab
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def epoch_batches(
 
 
 @dataclass
-class TrainingData:
+class TrainingData(WithPreprocessing):
     """Everything training reads: tokenizers, vocabularies, and the corpora as ids."""
 
     preprocessing: Preprocessing
@@ -133,18 +133,6 @@ class TrainingData:
     valid_tgt: list[list[int]]
     valid_src_lines: list[str]  # raw text, for samples
     valid_ref_lines: list[str]  # raw references, for BLEU
-
-    @property
-    def src_vocab(self) -> Vocab:
-        return self.preprocessing.src_vocab
-
-    @property
-    def tgt_vocab(self) -> Vocab:
-        return self.preprocessing.tgt_vocab
-
-    @property
-    def tgt_tokenizer(self) -> Tokenizer:
-        return self.preprocessing.tgt_tokenizer
 
 
 def _suffixes(config: DataConfig) -> tuple[str, str]:

@@ -31,8 +31,6 @@ from seq2seq.checkpoint import CheckpointError
 from seq2seq.model import Seq2Seq
 from seq2seq.tokenize import Preprocessing
 
-KEEP = ("config", *Preprocessing.KEYS)
-
 
 class PruneError(CheckpointError):
     """A pruning amount or a model that cannot be pruned."""
@@ -84,7 +82,7 @@ def prune_payload(payload: dict, amount: float) -> dict:
     model.load_state_dict(pruned)  # strict: every shape must match the smaller config
     dtypes = {name: t.dtype for name, t in payload["model"].items()}
     return {
-        **{k: payload[k] for k in KEEP},
+        **{k: payload[k] for k in Preprocessing.KEYS},
         "config": config_module.to_dict(new_config),
         "model": {name: t.to(dtypes[name]) for name, t in model.state_dict().items()},
         "pruning": {"amount": amount, "criterion": "L2 norm of each unit's incoming weights"},

@@ -31,13 +31,6 @@ class ShortlistError(UserError, ValueError):
     """A checkpoint without a shortlist, or impossible shortlist sizes."""
 
 
-def document_frequency(store: TokenStore, indices: np.ndarray, vocab_size: int) -> np.ndarray:
-    counts = np.zeros(vocab_size, dtype=np.int64)
-    for i in indices.tolist():
-        counts[np.unique(store.ids[store.offsets[i] : store.offsets[i + 1]])] += 1
-    return counts
-
-
 def build_table(
     src: TokenStore,
     tgt: TokenStore,
@@ -53,17 +46,19 @@ def build_table(
     """
     if per_source < 1:
         raise ShortlistError(f"per_source must be >= 1, got {per_source}")
-    keys = []
+    keys, src_seen, tgt_seen = [], [], []  # per sentence: its pairs, its distinct tokens
     for i in indices.tolist():
         s = np.unique(src.ids[src.offsets[i] : src.offsets[i + 1]]).astype(np.int64)
         t = np.unique(tgt.ids[tgt.offsets[i] : tgt.offsets[i + 1]]).astype(np.int64)
         keys.append((s[:, None] * tgt_vocab_size + t[None, :]).ravel())
+        src_seen.append(s)
+        tgt_seen.append(t)
     pairs, together = np.unique(
         np.concatenate(keys) if keys else np.zeros(0, np.int64), return_counts=True
     )
     s, t = pairs // tgt_vocab_size, pairs % tgt_vocab_size
-    src_df = document_frequency(src, indices, src_vocab_size)
-    tgt_df = document_frequency(tgt, indices, tgt_vocab_size)
+    src_df = _sentence_counts(src_seen, src_vocab_size)
+    tgt_df = _sentence_counts(tgt_seen, tgt_vocab_size)
     dice = 2 * together / np.maximum(src_df[s] + tgt_df[t], 1)
     keep = t >= len(SPECIALS)  # specials are always in the shortlist anyway
     s, t, dice = s[keep], t[keep], dice[keep]
@@ -78,6 +73,12 @@ def build_table(
         "target_frequency": torch.from_numpy(tgt_df),
         "per_source": per_source,
     }
+
+
+def _sentence_counts(seen: list[np.ndarray], vocab_size: int) -> np.ndarray:
+    """In how many sentences each token occurs, from each sentence's distinct tokens."""
+    flat = np.concatenate(seen) if seen else np.zeros(0, np.int64)
+    return np.bincount(flat, minlength=vocab_size).astype(np.int64)
 
 
 class Shortlist:

@@ -216,3 +216,25 @@ class Preprocessing:
             Vocab(data["src_vocab"]),
             Vocab(data["tgt_vocab"]),
         )
+
+
+class WithPreprocessing:
+    """For a class with a ``preprocessing`` field: its four parts as attributes."""
+
+    preprocessing: Preprocessing
+
+    @property
+    def src_vocab(self) -> Vocab:
+        return self.preprocessing.src_vocab
+
+    @property
+    def tgt_vocab(self) -> Vocab:
+        return self.preprocessing.tgt_vocab
+
+    @property
+    def src_tokenizer(self) -> Tokenizer:
+        return self.preprocessing.src_tokenizer
+
+    @property
+    def tgt_tokenizer(self) -> Tokenizer:
+        return self.preprocessing.tgt_tokenizer
