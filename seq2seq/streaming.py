@@ -133,6 +133,7 @@ _worker_translator: Translator | None = None
 
 
 def _init_worker(job: FileJob, devices, threads: int) -> None:
+    """A spawned worker: its own start-up and its own copy of the model."""
     global _worker_translator
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     torch.set_num_threads(threads)
@@ -142,25 +143,55 @@ def _init_worker(job: FileJob, devices, threads: int) -> None:
     )
 
 
+def _init_forked(threads: int) -> None:
+    """A forked worker: the parent's model is already here (shared copy-on-write)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The parent's SIGTERM handler came along with the fork; Pool.terminate() must simply end us.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    torch.set_num_threads(threads)
+
+
 def _work(task: tuple[FileJob, list[str], list[int]]) -> list[Rendered]:
     job, lines, indices = task
     return _translate_piece(_worker_translator, lines, indices, job)
 
 
+def can_fork(job: FileJob) -> bool:
+    """Fork the workers (one model load, no second start-up) on a Linux CPU; else spawn."""
+    forks = sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
+    return forks and device_module.pick_device(job.device).type == "cpu"
+
+
 class PoolDecoder:
-    """Deals each chunk out to ``job.workers`` processes: one per GPU, or a share of the cores."""
+    """Deals each chunk out to ``job.workers`` processes: a share of the cores, or one GPU each.
+
+    On a Linux CPU the parent loads (and quantizes) the model once, with one
+    thread so that no OpenMP thread pool exists yet, then forks the workers:
+    they share its weights copy-on-write and start in milliseconds. Elsewhere
+    each worker is spawned and loads its own copy (forking after CUDA, or on
+    macOS, is unsafe).
+    """
 
     def __init__(self, job: FileJob):
         self.job = job
-        context = multiprocessing.get_context("spawn")  # fork after torch threads can deadlock
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        threads = max(1, (cores or 1) // job.workers)
+        if can_fork(job):
+            global _worker_translator
+            torch.set_num_threads(1)
+            _worker_translator = Translator.from_checkpoint(
+                job.model, job.device, job.precision, job.quantize, job.shortlist
+            )
+            context = multiprocessing.get_context("fork")
+            self.pool = context.Pool(job.workers, _init_forked, (threads,))
+            return
+        context = multiprocessing.get_context("spawn")
         gpus = torch.cuda.device_count() if job.device in ("auto", "cuda") else 0
         devices = None
         if gpus > 1:
             devices = context.Queue()
             for i in range(job.workers):
                 devices.put(f"cuda:{i % gpus}")
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        threads = max(1, (cores or 1) // job.workers)
         self.pool = context.Pool(job.workers, _init_worker, (job, devices, threads))
 
     def map(self, lines: list[str], first: int, on_lines=None) -> list[Rendered]:

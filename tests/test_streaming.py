@@ -191,3 +191,24 @@ def test_two_workers_write_what_one_writes(toy_checkpoint, tmp_path):
         assert result.returncode == 0, result.stderr
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1] and outputs[0].count(b"\n") == 400
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_forked_and_spawned_workers_agree_with_one_process(
+    toy_checkpoint, tmp_path, monkeypatch, fork
+):
+    from seq2seq import streaming
+
+    if fork and not streaming.can_fork(FileJob(model=str(toy_checkpoint), device="cpu")):
+        pytest.skip("forking workers needs Linux")
+    monkeypatch.setattr(streaming, "can_fork", lambda job: fork)
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(toy_lines(300, seed=3)) + "\n", encoding="utf-8")
+    outputs = []
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}.txt"
+        job = FileJob(model=str(toy_checkpoint), input=str(source), output=str(out), device="cpu",
+                      decode=DecodeOptions(beam=3), chunk_lines=120, workers=workers)  # fmt: skip
+        assert translate_file(job) == 300
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1] and outputs[0].count(b"\n") == 300
