@@ -31,6 +31,18 @@ def test_attention_weights_sum_to_one_and_are_zero_on_padding():
     assert (weights[mask] > 0).all()
 
 
+def test_attention_is_the_textbook_softmax_of_v_tanh():
+    """The sigmoid form only shifts each query's scores by sum(v): the weights are Bahdanau's."""
+    torch.manual_seed(2)
+    attention = BahdanauAttention(query_size=5, key_size=6, hidden_size=8)
+    query, values = torch.randn(4, 5) * 3, torch.randn(4, 9, 6) * 3  # tanh well into saturation
+    mask = length_mask(torch.tensor([9, 6, 2, 1]), 9)
+    _, weights = attention(query, attention.project_keys(values), values, mask)
+    hidden = torch.tanh(attention.query_proj(query).unsqueeze(1) + attention.key_proj(values))
+    scores = attention.v(hidden).squeeze(-1).masked_fill(~mask, float("-inf"))  # (B, S)
+    assert torch.allclose(weights, torch.softmax(scores, dim=-1), atol=1e-6)
+
+
 def test_encoder_outputs_ignore_extra_padding(tiny_model):
     src, lengths = random_batch([5, 3, 2])
     padded = torch.cat([src, torch.full((3, 4), PAD_ID)], dim=1)
