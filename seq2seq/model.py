@@ -185,6 +185,7 @@ class Decoder(nn.Module):
         if tie_embeddings:
             self.output.weight = self.embedding.weight
         self._cache_key, self._cache = None, None  # see _inference_weights
+        self._output_key, self._padded = None, None  # see _padded_output
         self.int8_projections: list | None = None
 
     def init_state(self, encoded: Encoded) -> DecoderState:
@@ -272,7 +273,22 @@ class Decoder(nn.Module):
         """Attentional outputs (..., D) -> logits (..., V)."""
         if self.pre_output is not None:
             outputs = self.pre_output(outputs)  # (..., E)
-        return self.output(outputs)
+        if self.training or torch.is_grad_enabled() or not isinstance(self.output, nn.Linear):
+            return self.output(outputs)
+        weight, bias = self._padded_output()
+        return F.linear(outputs, weight, bias)[..., : self.output.out_features]
+
+    def _padded_output(self) -> tuple[Tensor, Tensor | None]:
+        """The output layer with zero rows up to a multiple of 16, for decoding: matrix
+        kernels block outputs by 16, and a vocabulary of 3,963 rows ran about 20% slower
+        than 3,968 (AVX2 CPU, fp32 and int8 alike). Rebuilt when the weights change."""
+        weight, bias = self.output.weight, self.output.bias
+        key = tuple((t.data_ptr(), t._version) for t in (weight, bias) if t is not None)
+        if self._output_key != key:
+            pad = -weight.size(0) % 16
+            padded = F.pad(weight, (0, 0, 0, pad)), None if bias is None else F.pad(bias, (0, pad))
+            self._padded, self._output_key = padded, key
+        return self._padded
 
     def forward(self, tgt_in: Tensor, encoded: Encoded) -> Tensor:
         """Teacher-forced loop: (B, T) -> attentional outputs (B, T, D)."""

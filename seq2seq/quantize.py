@@ -42,9 +42,14 @@ class Int8Linear(nn.Module):
         self.out_features, self.in_features = quantized.shape
         self.register_buffer("quantized", quantized)  # (out, in) int8
         self.register_buffer("scales", scales)  # (out,)
-        self.register_buffer("zero_points", torch.zeros(len(scales), dtype=torch.int32))
-        self.register_buffer("packed", torch.ops.onednn.qlinear_prepack(quantized, None))
-        self.register_buffer("bias", None if bias is None else bias.detach().float())
+        # oneDNN's kernels block the outputs by 16: an output layer of 3,963 rows (a
+        # vocabulary) ran 20% slower than one of 3,968 on an AVX2 CPU. So the packed
+        # weight gets zero rows up to a multiple of 16, cut off again after the product.
+        pad = -self.out_features % 16
+        self.register_buffer("packed", torch.ops.onednn.qlinear_prepack(_pad(quantized, pad), None))
+        self.register_buffer("packed_scales", _pad(scales, pad, value=1.0))
+        self.register_buffer("zero_points", torch.zeros(len(scales) + pad, dtype=torch.int32))
+        self.register_buffer("bias", None if bias is None else _pad(bias.detach().float(), pad))
 
     @classmethod
     def from_weight(cls, weight: Tensor, bias: Tensor | None) -> Int8Linear:
@@ -58,7 +63,7 @@ class Int8Linear(nn.Module):
 
     def rows(self, ids: Tensor) -> Int8Linear:
         """This layer restricted to the outputs ``ids`` (a vocabulary shortlist)."""
-        bias = None if self.bias is None else self.bias[ids]
+        bias = None if self.bias is None else self.bias[: self.out_features][ids]
         return Int8Linear(self.quantized[ids].contiguous(), self.scales[ids], bias)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -71,7 +76,7 @@ class Int8Linear(nn.Module):
             SCALE,
             ZERO_POINT,
             self.packed,
-            self.scales,
+            self.packed_scales,
             self.zero_points,
             self.bias,
             1.0,
@@ -80,8 +85,15 @@ class Int8Linear(nn.Module):
             "none",
             [],
             "",
-        )  # (N, out)
-        return y.reshape(*shape[:-1], self.out_features)
+        )  # (N, out + pad)
+        return y[:, : self.out_features].reshape(*shape[:-1], self.out_features)
+
+
+def _pad(values: Tensor, rows: int, value: float = 0.0) -> Tensor:
+    """``values`` (out, ...) with ``rows`` more rows of ``value`` at the end."""
+    if rows == 0:
+        return values
+    return torch.cat([values, values.new_full((rows, *values.shape[1:]), value)])
 
 
 class _Int8Layer:

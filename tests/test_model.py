@@ -43,6 +43,19 @@ def test_attention_is_the_textbook_softmax_of_v_tanh():
     assert torch.allclose(weights, torch.softmax(scores, dim=-1), atol=1e-6)
 
 
+def test_decoding_logits_are_the_output_layers(tiny_model):
+    """Without gradients the output layer runs padded to 16 rows (15 here), then cut back."""
+    outputs = torch.rand(4, 3, 10) * 2 - 1  # (B, T, D)
+    with torch.no_grad():
+        logits = tiny_model.decoder.logits(outputs)
+        assert logits.shape == (4, 3, 15)
+        torch.testing.assert_close(logits, tiny_model.decoder.output(outputs))
+        tiny_model.decoder.output.weight.mul_(2)  # a changed weight is picked up
+        torch.testing.assert_close(
+            tiny_model.decoder.logits(outputs), tiny_model.decoder.output(outputs)
+        )
+
+
 def test_encoder_outputs_ignore_extra_padding(tiny_model):
     src, lengths = random_batch([5, 3, 2])
     padded = torch.cat([src, torch.full((3, 4), PAD_ID)], dim=1)

@@ -28,6 +28,16 @@ def test_int8_linear_keeps_leading_dimensions_and_restricts_rows():
     torch.testing.assert_close(layer.rows(ids)(x), layer(x)[..., ids])
 
 
+def test_padding_the_outputs_to_a_multiple_of_16_changes_no_output():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 37)  # packed with 11 zero rows
+    x = torch.rand(5, 64) * 2 - 1
+    first = torch.nn.Linear(64, 32)  # needs no padding
+    first.weight.data, first.bias.data = linear.weight[:32].clone(), linear.bias[:32].clone()
+    padded, unpadded = Int8Linear.from_linear(linear)(x), Int8Linear.from_linear(first)(x)
+    assert padded.shape == (5, 37) and torch.equal(padded[:, :32], unpadded)
+
+
 def test_the_whole_decoder_step_is_quantized(tiny_model):
     model = quantize_int8(tiny_model)
     decoder = model.decoder
