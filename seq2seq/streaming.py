@@ -156,29 +156,34 @@ def _work(task: tuple[FileJob, list[str], list[int]]) -> list[Rendered]:
     return _translate_piece(_worker_translator, lines, indices, job)
 
 
-def can_fork(job: FileJob) -> bool:
-    """Fork the workers (one model load, no second start-up) on a Linux CPU; else spawn."""
+def can_fork(job: FileJob, threads: int = 1) -> bool:
+    """Fork the workers (one model load, no second start-up) on a Linux CPU; else spawn.
+
+    Only for one thread per worker: GNU OpenMP cannot start a thread team in a
+    child forked from a process that already had one (the child hangs), and a
+    program calling ``translate_file`` may have used torch's threads before.
+    """
     forks = sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
-    return forks and device_module.pick_device(job.device).type == "cpu"
+    return forks and threads == 1 and device_module.pick_device(job.device).type == "cpu"
 
 
 class PoolDecoder:
     """Deals each chunk out to ``job.workers`` processes: a share of the cores, or one GPU each.
 
-    On a Linux CPU the parent loads (and quantizes) the model once, with one
-    thread so that no OpenMP thread pool exists yet, then forks the workers:
-    they share its weights copy-on-write and start in milliseconds. Elsewhere
-    each worker is spawned and loads its own copy (forking after CUDA, or on
-    macOS, is unsafe).
+    On a Linux CPU with a core per worker the parent loads (and quantizes) the
+    model once, then forks the workers: they share its weights copy-on-write
+    and start in milliseconds. Otherwise each worker is spawned and loads its
+    own copy (forking after CUDA, on macOS, or into multi-threaded workers is
+    unsafe; see ``can_fork``).
     """
 
     def __init__(self, job: FileJob):
         self.job = job
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         threads = max(1, (cores or 1) // job.workers)
-        if can_fork(job):
+        if can_fork(job, threads):
             global _worker_translator
-            torch.set_num_threads(1)
+            torch.set_num_threads(1)  # the worker's share; the loaded model keeps no threads
             _worker_translator = Translator.from_checkpoint(
                 job.model, job.device, job.precision, job.quantize, job.shortlist
             )

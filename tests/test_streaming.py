@@ -199,9 +199,13 @@ def test_forked_and_spawned_workers_agree_with_one_process(
 ):
     from seq2seq import streaming
 
-    if fork and not streaming.can_fork(FileJob(model=str(toy_checkpoint), device="cpu")):
-        pytest.skip("forking workers needs Linux")
-    monkeypatch.setattr(streaming, "can_fork", lambda job: fork)
+    if fork:
+        if not streaming.can_fork(FileJob(model=str(toy_checkpoint), device="cpu")):
+            pytest.skip("forking workers needs Linux")
+        assert not streaming.can_fork(FileJob(model=str(toy_checkpoint), device="cpu"), threads=2)
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # a core per worker
+    else:
+        monkeypatch.setattr(streaming, "can_fork", lambda job, threads: False)
     source = tmp_path / "in.txt"
     source.write_text("\n".join(toy_lines(300, seed=3)) + "\n", encoding="utf-8")
     outputs = []
