@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from seq2seq.model import Decoder, Seq2Seq
+from seq2seq.model import OUTPUT_BLOCK, Decoder, Seq2Seq, pad_rows
 
 LEVELS = 127  # 7-bit activations; see the module docstring
 SCALE, ZERO_POINT = 2 / LEVELS, 64  # [-1, 1] -> [0, 127]
@@ -45,11 +45,13 @@ class Int8Linear(nn.Module):
         # oneDNN's kernels block the outputs by 16: an output layer of 3,963 rows (a
         # vocabulary) ran 20% slower than one of 3,968 on an AVX2 CPU. So the packed
         # weight gets zero rows up to a multiple of 16, cut off again after the product.
-        pad = -self.out_features % 16
-        self.register_buffer("packed", torch.ops.onednn.qlinear_prepack(_pad(quantized, pad), None))
-        self.register_buffer("packed_scales", _pad(scales, pad, value=1.0))
+        pad = -self.out_features % OUTPUT_BLOCK
+        self.register_buffer(
+            "packed", torch.ops.onednn.qlinear_prepack(pad_rows(quantized, pad), None)
+        )
+        self.register_buffer("packed_scales", pad_rows(scales, pad, value=1.0))
         self.register_buffer("zero_points", torch.zeros(len(scales) + pad, dtype=torch.int32))
-        self.register_buffer("bias", None if bias is None else _pad(bias.detach().float(), pad))
+        self.register_buffer("bias", None if bias is None else pad_rows(bias.detach().float(), pad))
 
     @classmethod
     def from_weight(cls, weight: Tensor, bias: Tensor | None) -> Int8Linear:
@@ -87,13 +89,6 @@ class Int8Linear(nn.Module):
             "",
         )  # (N, out + pad)
         return y[:, : self.out_features].reshape(*shape[:-1], self.out_features)
-
-
-def _pad(values: Tensor, rows: int, value: float = 0.0) -> Tensor:
-    """``values`` (out, ...) with ``rows`` more rows of ``value`` at the end."""
-    if rows == 0:
-        return values
-    return torch.cat([values, values.new_full((rows, *values.shape[1:]), value)])
 
 
 class _Int8Layer:
