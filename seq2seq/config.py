@@ -86,7 +86,7 @@ class TrainConfig:
     lr_decay_factor: float = 0.5  # plateau: multiply the lr by this ...
     lr_patience: int = 2  # ... after this many validations without improvement
     min_lr: float = 1e-5
-    max_steps: int = 0  # 0: no limit (cosine needs a limit)
+    max_steps: int = 0  # 0: no limit (cosine needs this or max_minutes)
     max_epochs: int = 0
     max_minutes: float = 0.0  # wall-clock training budget; 0: none
     valid_every: int = 500  # steps
@@ -297,8 +297,10 @@ def from_dict(values: dict, where: str = "config") -> Config:
 
 def _check_combinations(config: Config, where: str) -> None:
     train = config.train
-    if train.lr_schedule == "cosine" and train.max_steps == 0:
-        raise ConfigError(f"{where}: train.lr_schedule: cosine needs train.max_steps > 0")
+    if train.lr_schedule == "cosine" and not (train.max_steps or train.max_minutes):
+        raise ConfigError(
+            f"{where}: train.lr_schedule: cosine decays over the budget; set train.max_steps or train.max_minutes"
+        )
     if train.precision == "fp16" and train.device == "cpu":
         raise ConfigError(f"{where}: train.precision: fp16 needs CUDA; use bf16 or fp32 on the CPU")
     if train.scheduled_sampling != "off" and train.teacher_forcing_ratio == 1:

@@ -11,17 +11,33 @@ import math
 from seq2seq.config import TrainConfig
 
 
-def learning_rate(config: TrainConfig, step: int, lr_scale: float) -> float:
-    """The learning rate of optimizer step ``step`` (0-based)."""
+def learning_rate(config: TrainConfig, step: int, lr_scale: float, elapsed: float = 0.0) -> float:
+    """The learning rate of optimizer step ``step`` (0-based), ``elapsed`` seconds into training."""
     warmup = config.warmup_steps
     factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
     if config.lr_schedule == "inverse_sqrt":
         factor *= math.sqrt(max(warmup, 1) / max(step + 1, warmup, 1))
     elif config.lr_schedule == "cosine" and step >= warmup:
-        progress = min(1.0, (step - warmup) / max(1, config.max_steps - warmup))
+        progress = budget_used(config, step, elapsed)
         low = config.min_lr / config.lr
         factor = low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
     return max(config.lr * factor * lr_scale, min(config.min_lr, config.lr))
+
+
+def budget_used(config: TrainConfig, step: int, elapsed: float) -> float:
+    """How far training is through its budget, in [0, 1]: the larger of the step and time shares.
+
+    With ``max_minutes`` the cosine decay ends when the wall-clock budget does,
+    whatever the speed of the machine; with ``max_steps`` too, whichever limit
+    comes first ends it.
+    """
+    shares = [0.0]
+    if config.max_steps:
+        warmup = config.warmup_steps
+        shares.append((step - warmup) / max(1, config.max_steps - warmup))
+    if config.max_minutes:
+        shares.append(elapsed / (60 * config.max_minutes))
+    return min(1.0, max(shares))
 
 
 def gold_probability(config: TrainConfig, step: int) -> float:

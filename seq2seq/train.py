@@ -124,7 +124,7 @@ def _loop(run: Run, signals: _StopSignals) -> None:
             group = [next(stream) for _ in range(world * cfg.accumulate)]
             mine = [b for _, b in group[rank * cfg.accumulate : (rank + 1) * cfg.accumulate]]
             step_tokens = sum(batch.n_tokens for _, batch in group)  # all ranks' tokens
-            lr = learning_rate(cfg, progress.step, progress.lr_scale)
+            lr = learning_rate(cfg, progress.step, progress.lr_scale, progress.elapsed)
             gold = gold_probability(cfg, progress.step)
             result = train_step(run.trainable, mine, step_tokens, lr, cfg, gold)
             progress.epoch, progress.batch_in_epoch = group[-1][0]  # where the data resumes

@@ -44,7 +44,7 @@ def test_unknown_section(tmp_path):
         ("model:\n  dropout: -0.1\n", r"model\.dropout: expected a number in \[0, 1\)"),
         ("train:\n  batch_tokens: 0\n", r"train\.batch_tokens: expected a number > 0"),
         ("train:\n  optimizer: sgd\n", r"train\.optimizer: expected one of adam, adamw"),
-        ("train:\n  lr_schedule: cosine\n", r"cosine needs train\.max_steps"),
+        ("train:\n  lr_schedule: cosine\n", r"cosine decays over the budget"),
         ("train:\n  device: tpu\n", r"train\.device: expected auto, cpu, cuda"),
         (
             "wandb:\n  mode: sometimes\n",

@@ -38,6 +38,18 @@ def test_cosine_goes_from_the_peak_to_min_lr_through_the_midpoint():
     assert learning_rate(c, 500, 1.0) == pytest.approx(1e-5)  # stays at the floor
 
 
+def test_cosine_over_a_time_budget_follows_the_clock_and_the_first_limit_ends_it():
+    c = config(lr_schedule="cosine", lr=1e-3, min_lr=0.0, max_minutes=10)
+    assert learning_rate(c, 0, 1.0, elapsed=0.0) == pytest.approx(1e-3)
+    assert learning_rate(c, 7, 1.0, elapsed=300.0) == pytest.approx(0.5e-3)  # half the time
+    assert learning_rate(c, 7, 1.0, elapsed=900.0) == pytest.approx(0.0)  # past the budget
+    rates = [learning_rate(c, s, 1.0, elapsed=6.0 * s) for s in range(101)]
+    assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))  # falling with the clock
+    both = config(lr_schedule="cosine", lr=1e-3, min_lr=0.0, max_minutes=10, max_steps=100)
+    assert learning_rate(both, 50, 1.0, elapsed=30.0) == pytest.approx(0.5e-3)  # steps first
+    assert learning_rate(both, 10, 1.0, elapsed=300.0) == pytest.approx(0.5e-3)  # time first
+
+
 def test_min_lr_is_a_floor_for_the_plateau_scale():
     c = config(lr_schedule="plateau", lr=1e-3, min_lr=1e-4)
     assert learning_rate(c, 50, 0.5) == pytest.approx(5e-4)
