@@ -7,14 +7,18 @@
 #   bash scripts/quality.sh de en          # trains configs/quality/multi30k_de_en_1h.yaml
 #   SKIP_TRAIN=1 bash scripts/quality.sh de en   # only choose and score an existing run
 #   CORES=1 ...                            # pin to that core (taskset), one thread
+#   VARIANT=cosine ...                     # configs/quality/multi30k_de_en_cosine.yaml,
+#                                          # run in runs/q_de_en_cosine
 set -euo pipefail
 src=$1 tgt=$2
+variant=${VARIANT:-1h}
 run=runs/q_${src}_${tgt}
+[[ "$variant" != 1h ]] && run=${run}_$variant
 data=data/multi30k
 pin=()
 [[ -n "${CORES:-}" ]] && pin=(taskset -c "$CORES")
 if [[ -z "${SKIP_TRAIN:-}" ]]; then
-  "${pin[@]}" seq2seq train --config "configs/quality/multi30k_${src}_${tgt}_1h.yaml" \
+  "${pin[@]}" seq2seq train --config "configs/quality/multi30k_${src}_${tgt}_${variant}.yaml" \
     --output-dir "$run" --overwrite
 fi
 "${pin[@]}" seq2seq average --run "$run" --last 3 --output "$run/avg3.pt"
