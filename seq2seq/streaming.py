@@ -28,193 +28,29 @@ import gzip
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
 
-import torch
-
 from seq2seq import device as device_module
-from seq2seq.config import DecodeOptions
 from seq2seq.corpus import DataError, decode_stream, iter_lines
 from seq2seq.errors import UserError
-from seq2seq.translate import (
-    Translation,
-    Translator,
-    attention_record,
-    model_paths,
-    plot_attention,
-)
+from seq2seq.translate import model_paths, plot_attention
+from seq2seq.workers import FileJob, InProcessDecoder, PoolDecoder, Rendered
+
+__all__ = ["FileJob", "ResumeError", "count_lines", "journal_path", "translate_file"]
 
 log = logging.getLogger(__name__)
 
 JOURNAL_FORMAT = "seq2seq-translate-progress"
-Rendered = tuple[str, str | None]  # one input line's output rows and attention record
 
 
 class ResumeError(UserError, ValueError):
     """An interrupted translation cannot be continued as asked."""
-
-
-@dataclass(frozen=True)
-class FileJob:
-    """What to translate, where to, and how."""
-
-    model: str | tuple[str, ...]  # a checkpoint, or several: an ensemble
-    input: str = "-"  # a text file (plain or .gz), or - for stdin
-    output: str = "-"  # a file, or - for stdout
-    attention: str | None = None  # JSON-lines file of attention matrices
-    plot_dir: str | None = None  # heatmaps (PNG) of the first plot_count lines
-    plot_count: int = 10
-    decode: DecodeOptions = field(default_factory=DecodeOptions)
-    device: str = "auto"
-    precision: str = "auto"
-    quantize: str | None = None
-    shortlist: bool = False  # the checkpoint's vocabulary shortlist
-    chunk_lines: int = 10_000
-    workers: int = 1
-
-    @property
-    def keep_attention(self) -> bool:
-        return bool(self.attention or self.plot_dir)
-
-
-def render(index: int, translation: Translation, n_best: int, attention: bool) -> Rendered:
-    """The output rows of input line ``index`` (0-based): the text, or n-best TSV rows."""
-    if n_best > 1:
-        rows = [f"{index}\t{c.score:.4f}\t{c.text}\n" for c in translation.candidates]
-        text = "".join(rows) or f"{index}\t0.0000\t\n"
-    else:
-        text = translation.text + "\n"
-    record = attention_record(index, translation) if attention else None
-    return text, (json.dumps(record, ensure_ascii=False) + "\n" if record else None)
-
-
-def _translate_piece(
-    translator: Translator, lines: list[str], indices: list[int], job: FileJob, on_batch=None
-) -> list[Rendered]:
-    translations = translator.translate_detailed(
-        lines,
-        job.decode,
-        keep_attention=job.keep_attention,
-        line_numbers=[i + 1 for i in indices],
-        on_batch=on_batch,
-    )
-    n_best = job.decode.n_best
-    return [
-        render(i, t, n_best, job.keep_attention) for i, t in zip(indices, translations, strict=True)
-    ]
-
-
-class InProcessDecoder:
-    """Decodes in this process with all its threads."""
-
-    def __init__(self, job: FileJob):
-        self.job = job
-        self.translator = Translator.from_checkpoint(
-            job.model, job.device, job.precision, job.quantize, job.shortlist
-        )
-
-    def map(self, lines: list[str], first: int, on_lines=None) -> list[Rendered]:
-        indices = list(range(first, first + len(lines)))
-        return _translate_piece(self.translator, lines, indices, self.job, on_lines)
-
-    def close(self) -> None:
-        pass
-
-
-_worker_translator: Translator | None = None
-
-
-def _init_worker(job: FileJob, devices, threads: int) -> None:
-    """A spawned worker: its own start-up and its own copy of the model."""
-    global _worker_translator
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    torch.set_num_threads(threads)
-    device = devices.get() if devices is not None else job.device
-    _worker_translator = Translator.from_checkpoint(
-        job.model, device, job.precision, job.quantize, job.shortlist
-    )
-
-
-def _init_forked(threads: int) -> None:
-    """A forked worker: the parent's model is already here (shared copy-on-write)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # The parent's SIGTERM handler came along with the fork; Pool.terminate() must simply end us.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    torch.set_num_threads(threads)
-
-
-def _work(task: tuple[FileJob, list[str], list[int]]) -> list[Rendered]:
-    job, lines, indices = task
-    return _translate_piece(_worker_translator, lines, indices, job)
-
-
-def can_fork(job: FileJob, threads: int = 1) -> bool:
-    """Fork the workers (one model load, no second start-up) on a Linux CPU; else spawn.
-
-    Only for one thread per worker: GNU OpenMP cannot start a thread team in a
-    child forked from a process that already had one (the child hangs), and a
-    program calling ``translate_file`` may have used torch's threads before.
-    """
-    forks = sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
-    return forks and threads == 1 and device_module.pick_device(job.device).type == "cpu"
-
-
-class PoolDecoder:
-    """Deals each chunk out to ``job.workers`` processes: a share of the cores, or one GPU each.
-
-    On a Linux CPU with a core per worker the parent loads (and quantizes) the
-    model once, then forks the workers: they share its weights copy-on-write
-    and start in milliseconds. Otherwise each worker is spawned and loads its
-    own copy (forking after CUDA, on macOS, or into multi-threaded workers is
-    unsafe; see ``can_fork``).
-    """
-
-    def __init__(self, job: FileJob):
-        self.job = job
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        threads = max(1, (cores or 1) // job.workers)
-        if can_fork(job, threads):
-            global _worker_translator
-            torch.set_num_threads(1)  # the worker's share; the loaded model keeps no threads
-            _worker_translator = Translator.from_checkpoint(
-                job.model, job.device, job.precision, job.quantize, job.shortlist
-            )
-            context = multiprocessing.get_context("fork")
-            self.pool = context.Pool(job.workers, _init_forked, (threads,))
-            return
-        context = multiprocessing.get_context("spawn")
-        gpus = torch.cuda.device_count() if job.device in ("auto", "cuda") else 0
-        devices = None
-        if gpus > 1:
-            devices = context.Queue()
-            for i in range(job.workers):
-                devices.put(f"cuda:{i % gpus}")
-        self.pool = context.Pool(job.workers, _init_worker, (job, devices, threads))
-
-    def map(self, lines: list[str], first: int, on_lines=None) -> list[Rendered]:
-        # Dealt by length, so every worker gets a similar share of long and short lines.
-        order = sorted(range(len(lines)), key=lambda i: len(lines[i]))
-        pieces = [order[k :: self.job.workers] for k in range(self.job.workers)]
-        tasks = [(self.job, [lines[i] for i in p], [first + i for i in p]) for p in pieces]
-        merged: list[Rendered | None] = [None] * len(lines)
-        for piece, rendered in zip(pieces, self.pool.map(_work, tasks), strict=True):
-            for i, item in zip(piece, rendered, strict=True):
-                merged[i] = item
-        if on_lines is not None:
-            on_lines(len(lines))
-        return merged
-
-    def close(self) -> None:
-        self.pool.terminate()
-        self.pool.join()
 
 
 class Output:

@@ -33,11 +33,12 @@ LAYERS = {
     "train": 9,
     "translate": 9,
     "evaluate": 10,  # --model translates first
-    "streaming": 10,  # files of any size through a Translator
+    "workers": 10,  # who decodes a chunk: this process or a pool
+    "streaming": 11,  # files of any size through a Translator
     "serve": 10,  # HTTP in front of a Translator
     "arguments": 10,  # the command line's grammar; imports nothing of ours
-    "cli": 11,
-    "__main__": 12,
+    "cli": 12,
+    "__main__": 13,
 }
 
 

@@ -197,15 +197,15 @@ def test_two_workers_write_what_one_writes(toy_checkpoint, tmp_path):
 def test_forked_and_spawned_workers_agree_with_one_process(
     toy_checkpoint, tmp_path, monkeypatch, fork
 ):
-    from seq2seq import streaming
+    from seq2seq import workers as pool
 
     if fork:
-        if not streaming.can_fork(FileJob(model=str(toy_checkpoint), device="cpu")):
+        if not pool.can_fork(FileJob(model=str(toy_checkpoint), device="cpu")):
             pytest.skip("forking workers needs Linux")
-        assert not streaming.can_fork(FileJob(model=str(toy_checkpoint), device="cpu"), threads=2)
+        assert not pool.can_fork(FileJob(model=str(toy_checkpoint), device="cpu"), threads=2)
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # a core per worker
     else:
-        monkeypatch.setattr(streaming, "can_fork", lambda job, threads: False)
+        monkeypatch.setattr(pool, "can_fork", lambda job, threads: False)
     source = tmp_path / "in.txt"
     source.write_text("\n".join(toy_lines(300, seed=3)) + "\n", encoding="utf-8")
     outputs = []
