@@ -30,6 +30,11 @@ class SentencePieceConfig:
     joint: bool = True  # one model for both languages (shared subwords)
     model_type: Literal["unigram", "bpe"] = "unigram"
     character_coverage: float = 1.0
+    # Subword regularization (Kudo 2018), training text only: every epoch segments it afresh.
+    sampling_alpha: float = (
+        0.0  # 0: off; unigram: smoothing (larger: closer to the best); bpe: dropout
+    )
+    sampling_nbest: int = -1  # unigram: sample among the n best segmentations; -1: among all
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,11 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     "data.valid": (lambda v: v != "", "a path prefix such as data/multi30k/val"),
     "data.sentencepiece.vocab_size": (lambda v: v >= 8, "an integer >= 8"),
     "data.sentencepiece.character_coverage": (lambda v: 0.9 <= v <= 1, "a number in [0.9, 1]"),
+    "data.sentencepiece.sampling_alpha": _NON_NEGATIVE,
+    "data.sentencepiece.sampling_nbest": (
+        lambda v: v == -1 or v >= 2,
+        "-1 (all) or an integer >= 2",
+    ),
     "data.max_len": _POSITIVE,
     "data.src_vocab_size": (lambda v: v >= 5, "an integer >= 5"),
     "data.tgt_vocab_size": (lambda v: v >= 5, "an integer >= 5"),
@@ -296,7 +306,23 @@ def from_dict(values: dict, where: str = "config") -> Config:
 
 
 def _check_combinations(config: Config, where: str) -> None:
-    train = config.train
+    train, data = config.train, config.data
+    sampling = data.sentencepiece.sampling_alpha
+    if sampling and data.tokenizer != "sentencepiece":
+        raise ConfigError(
+            f"{where}: data.sentencepiece.sampling_alpha: subword sampling needs "
+            "data.tokenizer: sentencepiece; set it to 0 for spaCy"
+        )
+    if sampling and data.prepared:
+        raise ConfigError(
+            f"{where}: data.sentencepiece.sampling_alpha: subword sampling segments the raw text "
+            "every epoch; train from data.train instead of data.prepared, or set it to 0"
+        )
+    if sampling >= 1 and data.sentencepiece.model_type == "bpe":
+        raise ConfigError(
+            f"{where}: data.sentencepiece.sampling_alpha: for bpe it is a dropout rate in [0, 1), "
+            "e.g. 0.1"
+        )
     if train.lr_schedule == "cosine" and not (train.max_steps or train.max_minutes):
         raise ConfigError(
             f"{where}: train.lr_schedule: cosine decays over the budget; set train.max_steps or train.max_minutes"

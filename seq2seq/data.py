@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from seq2seq.config import DataConfig
 from seq2seq.corpus import DataError, TokenStore, read_parallel, resolve
 from seq2seq.prepare import open_prepared
-from seq2seq.tokenize import Preprocessing, WithPreprocessing, build_tokenizers
+from seq2seq.tokenize import Preprocessing, SubwordSampler, WithPreprocessing, build_tokenizers
 from seq2seq.vocab import BOS_ID, EOS_ID, PAD_ID, Vocab
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,44 @@ class TrainingData(WithPreprocessing):
     valid_tgt: list[list[int]]
     valid_src_lines: list[str]  # raw text, for samples
     valid_ref_lines: list[str]  # raw references, for BLEU
+    resegment: Resegmenter | None = None  # subword regularization: each epoch's own segmentation
+
+
+class Resegmenter:
+    """Subword regularization: the training text segmented afresh for every epoch.
+
+    ``epoch(seed, epoch)`` is a pure function of its arguments (as the batch
+    order is), so resuming mid-epoch rebuilds the same batches. Pairs whose
+    sampled segmentation exceeds ``max_len`` sit out that epoch.
+    """
+
+    def __init__(self, lines, preprocessing: Preprocessing, config: DataConfig, indices):
+        sp, vocabs = config.sentencepiece, (preprocessing.src_vocab, preprocessing.tgt_vocab)
+        tokenizers = (preprocessing.src_tokenizer, preprocessing.tgt_tokenizer)
+        self.lines, self.vocabs, self.indices, self.max_len = lines, vocabs, indices, config.max_len
+        self.samplers = [
+            SubwordSampler(tokenizer, vocab.tokens, sp.sampling_alpha, sp.sampling_nbest)
+            for tokenizer, vocab in zip(tokenizers, vocabs, strict=True)
+        ]
+
+    def epoch(self, seed: int, epoch: int) -> tuple[TokenStore, TokenStore, np.ndarray]:
+        stores = []
+        for side, (sampler, vocab, lines) in enumerate(
+            zip(self.samplers, self.vocabs, self.lines, strict=True)
+        ):
+            draw = int(np.random.default_rng([seed, epoch, side]).integers(2**31))
+            stores.append(
+                TokenStore.from_lists([vocab.encode(t) for t in sampler.encode_many(lines, draw)])
+            )
+        src, tgt = stores
+        fits = (src.lengths()[self.indices] <= self.max_len) & (
+            tgt.lengths()[self.indices] <= self.max_len
+        )
+        log.info(
+            "epoch %d: subword sampling gave %d target tokens; %d pairs over data.max_len sit out",
+            epoch + 1, int(tgt.lengths()[self.indices].sum()), int((~fits).sum()),
+        )  # fmt: skip
+        return src, tgt, self.indices[fits]
 
 
 def _suffixes(config: DataConfig) -> tuple[str, str]:
@@ -188,6 +226,10 @@ def build_training_data(
             f"{source}: no training pair left after filtering "
             f"({empty} empty, {long} longer than data.max_len={config.max_len})"
         )
+    resegment = None
+    if config.sentencepiece.sampling_alpha:  # the config check ensures raw text and SentencePiece
+        lines = read_parallel(resolve(config.train, src_suffix), resolve(config.train, tgt_suffix))
+        resegment = Resegmenter(lines, stored, config, train_indices)
     valid_src = [src_vocab.encode(t) for t in stored.src_tokenizer.encode_many(valid_src_lines)]
     valid_tgt = [tgt_vocab.encode(t) for t in stored.tgt_tokenizer.encode_many(valid_ref_lines)]
     return TrainingData(
@@ -199,6 +241,7 @@ def build_training_data(
         valid_tgt,
         valid_src_lines,
         valid_ref_lines,
+        resegment,
     )
 
 
@@ -244,13 +287,14 @@ def batch_stream(
     data: TrainingData, batch_tokens: int, seed: int, epoch: int, start: int
 ) -> Iterator[tuple[tuple[int, int], Batch]]:
     """Endless training batches from (epoch, batch ``start``) on, each with the position after it."""
-    return _batches(
-        data.train_src, data.train_tgt, data.train_indices, batch_tokens, seed, epoch, start
-    )
+    corpus = (data.train_src, data.train_tgt, data.train_indices, data.resegment)
+    return _batches(*corpus, batch_tokens, seed, epoch, start)
 
 
-def _batches(src, tgt, indices, batch_tokens, seed, epoch, start):
+def _batches(src, tgt, indices, resegment, batch_tokens, seed, epoch, start):
     while True:
+        if resegment is not None:
+            src, tgt, indices = resegment.epoch(seed, epoch)
         batches = epoch_batches(src, tgt, indices, batch_tokens, seed, epoch)
         for index in range(start, len(batches)):
             after = (epoch, index + 1) if index + 1 < len(batches) else (epoch + 1, 0)
@@ -262,7 +306,7 @@ class _BatchStream(IterableDataset):
     """``batch_stream`` for a DataLoader worker; only the id arrays travel to it."""
 
     def __init__(self, data: TrainingData, batch_tokens: int, seed: int, epoch: int, start: int):
-        self.corpus = (data.train_src, data.train_tgt, data.train_indices)
+        self.corpus = (data.train_src, data.train_tgt, data.train_indices, data.resegment)
         self.start = (batch_tokens, seed, epoch, start)
 
     def __iter__(self):

@@ -18,7 +18,7 @@ BASE = "data:\n  train: d/train\n  valid: d/val\n"
 
 
 def test_shipped_configs_load():
-    for path in (ROOT / "configs").glob("*.yaml"):
+    for path in [*(ROOT / "configs").glob("*.yaml"), *(ROOT / "configs").glob("quality/*.yaml")]:
         config_module.load(path)
 
 
@@ -55,6 +55,25 @@ def test_unknown_section(tmp_path):
 def test_bad_values_are_reported(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         config_module.load(write(tmp_path, BASE + text))
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"tokenizer": "spacy", "sentencepiece": {"sampling_alpha": 0.1}},
+         r"subword sampling needs data\.tokenizer: sentencepiece"),
+        ({"prepared": "p", "sentencepiece": {"sampling_alpha": 0.1}},
+         r"train from data\.train instead of data\.prepared"),
+        ({"sentencepiece": {"model_type": "bpe", "sampling_alpha": 1.5}},
+         r"for bpe it is a dropout rate in \[0, 1\)"),
+        ({"sentencepiece": {"sampling_nbest": 1}},
+         r"sampling_nbest: expected -1 \(all\) or an integer >= 2"),
+        ({"sentencepiece": {"sampling_alpha": -0.1}}, r"sampling_alpha: expected a number >= 0"),
+    ],
+)  # fmt: skip
+def test_subword_sampling_settings_are_checked(data, message):
+    with pytest.raises(ConfigError, match=message):
+        config_module.from_dict({"data": {"train": "d/train", "valid": "d/val", **data}})
 
 
 def test_missing_data_paths(tmp_path):

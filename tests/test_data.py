@@ -88,6 +88,62 @@ def test_worker_stream_gives_the_batches_of_the_plain_stream_across_epochs():
     assert positions == [(0, per_epoch - 1), (1, 0), (1, 1), (1, 2)]
 
 
+def sampled_words_data(folder, alpha: float = 0.1):
+    """Made-up words of made-up syllables: text with many ways to segment it."""
+    from seq2seq.config import SentencePieceConfig
+
+    rng = random.Random(5)
+    syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "be"]
+    words = ["".join(rng.choices(syllables, k=rng.randint(1, 4))) for _ in range(300)]
+    for name, count in (("train", 400), ("valid", 20)):
+        sentences = [rng.choices(words, k=rng.randint(2, 8)) for _ in range(count)]
+        src = "\n".join(" ".join(s) for s in sentences) + "\n"
+        write_pair(folder, name, src, "\n".join(" ".join(s[::-1]) for s in sentences) + "\n")
+    config = dataclasses.replace(
+        toy_config().data, train=str(folder / "train"), valid=str(folder / "valid"),
+        tokenizer="sentencepiece", sentencepiece=SentencePieceConfig(vocab_size=50, sampling_alpha=alpha),
+    )  # fmt: skip
+    return config, build_training_data(config)
+
+
+def test_subword_sampling_draws_a_reversible_segmentation_per_epoch_from_the_seed(tmp_path):
+    from seq2seq.vocab import UNK_ID
+
+    config, data = sampled_words_data(tmp_path)
+    first, again, later = (data.resegment.epoch(1, e) for e in (0, 0, 1))
+    assert np.array_equal(first[0].ids, again[0].ids) and np.array_equal(first[1].ids, again[1].ids)
+    assert not np.array_equal(first[0].ids, later[0].ids)  # each epoch draws anew
+    assert not np.array_equal(first[0].ids, data.train_src.ids)  # not the best segmentation
+    assert UNK_ID not in first[0].ids and UNK_ID not in first[1].ids  # only vocabulary pieces
+    src_lines, tgt_lines = read_parallel(resolve(config.train, "src"), resolve(config.train, "tgt"))
+    for i in range(0, len(src_lines), 97):  # the text is unchanged, only its segmentation
+        for store, vocab, tokenizer, lines in (
+            (first[0], data.src_vocab, data.src_tokenizer, src_lines),
+            (first[1], data.tgt_vocab, data.tgt_tokenizer, tgt_lines),
+        ):
+            assert tokenizer.decode([vocab.tokens[t] for t in store[i]]) == lines[i]
+    kept = first[2]
+    assert (first[0].lengths()[kept] <= config.max_len).all()
+
+
+def test_subword_sampling_resumes_mid_epoch_with_the_batches_of_an_unbroken_run(tmp_path):
+    from seq2seq.data import batch_stream, epoch_batches
+
+    _, data = sampled_words_data(tmp_path)
+    src, tgt, indices = data.resegment.epoch(1, 1)
+    per_epoch = len(epoch_batches(data.train_src, data.train_tgt, data.train_indices, 300, 1, 0))
+    unbroken = batch_stream(data, 300, 1, 0, 0)
+    for _ in range(per_epoch + 3):  # into epoch 1
+        position, expected = next(unbroken)
+    assert position[0] == 1
+    resumed = batch_stream(data, 300, 1, position[0], position[1] - 1)
+    _, batch = next(resumed)
+    assert batch.indices == expected.indices and torch.equal(batch.src, expected.src)
+    assert all(
+        src[i] == batch.src[row, : len(src[i])].tolist() for row, i in enumerate(batch.indices)
+    )
+
+
 def write_pair(folder, name: str, src: str | bytes, tgt: str | bytes) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     for suffix, text in (("src", src), ("tgt", tgt)):

@@ -58,6 +58,24 @@ def test_resume_continues_exactly(tmp_path):
     assert scores[0] == scores[1]
 
 
+def test_resume_with_subword_sampling_continues_exactly(tmp_path):
+    # Each epoch draws its own segmentation; the resumed run must draw the same ones.
+    from .test_data import sampled_words_data
+
+    words, _ = sampled_words_data(tmp_path / "data")
+    config = toy_config(valid_every=6, batch_tokens=600, accumulate=3, max_steps=12)
+    config = dataclasses.replace(config, data=dataclasses.replace(words, max_len=60))
+    half = dataclasses.replace(config, train=dataclasses.replace(config.train, max_steps=6))
+    train(config, tmp_path / "straight")
+    train(half, tmp_path / "resumed")
+    train(config, tmp_path / "resumed", resume=True)
+    a = checkpoint.load(tmp_path / "straight" / "last.pt")
+    b = checkpoint.load(tmp_path / "resumed" / "last.pt")
+    assert a["progress"]["epoch"] >= 1  # crossed into a second segmentation
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+
+
 def test_checkpoint_is_plain_data(tmp_path):
     best = train(toy_config(max_steps=5, valid_every=5), tmp_path / "run")
     payload = torch.load(best, weights_only=True)  # never unpickles code
