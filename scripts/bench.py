@@ -94,7 +94,7 @@ def train_worker(
             start, tokens, src_tokens = time.perf_counter(), 0, 0
         batches = [batch for _, batch in (next(stream) for _ in range(cfg.accumulate))]
         step_tokens = sum(batch.n_tokens for batch in batches)
-        lr = learning_rate(cfg, step, 1.0)
+        lr = learning_rate(cfg, step, 1.0, 0.0)
         train_step(trainable, batches, step_tokens, lr, cfg, gold_probability(cfg, step))
         tokens += step_tokens
         src_tokens += sum(int(batch.src_lengths.sum()) for batch in batches)

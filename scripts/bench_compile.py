@@ -29,7 +29,7 @@ def throughput(model, config, stream, steps: int, precision: str) -> tuple[float
     for step in range(steps + 5):
         batches = [batch for _, batch in (next(stream) for _ in range(cfg.accumulate))]
         step_tokens = sum(batch.n_tokens for batch in batches)
-        train_step(trainable, batches, step_tokens, learning_rate(cfg, step, 1.0), cfg)
+        train_step(trainable, batches, step_tokens, learning_rate(cfg, step, 1.0, 0.0), cfg)
         if step == 4:  # the first steps pay for compilation
             first, tokens = time.perf_counter(), 0
         else:

@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--test", default="test_2016_flickr")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -62,7 +63,7 @@ def main() -> None:
     val_src, val_ref = corpus(args.val)
     table, choice = [], None
     for name, models in args.candidate:
-        translator = Translator.from_checkpoint(models, "cpu")
+        translator = Translator.from_checkpoint(models, args.device)
         for alpha in args.alphas:
             hyps = translator.translate(val_src, DecodeOptions(beam=args.beam, alpha=alpha))
             (out / f"val_{name}_{alpha}.txt").write_text("\n".join(hyps) + "\n", encoding="utf-8")
@@ -72,7 +73,7 @@ def main() -> None:
             if choice is None or bleu > choice["val_bleu"]:
                 choice = table[-1]
     test_src, test_ref = corpus(args.test)
-    translator = Translator.from_checkpoint(choice["models"], "cpu")
+    translator = Translator.from_checkpoint(choice["models"], args.device)
     hyps = translator.translate(test_src, DecodeOptions(beam=args.beam, alpha=choice["alpha"]))
     name = f"test_{choice['candidate']}_{choice['alpha']}.txt"
     (out / name).write_text("\n".join(hyps) + "\n", encoding="utf-8")

@@ -1,5 +1,8 @@
-"""Schedules that depend only on the step: the learning rate and the gold-token probability.
+"""Schedules of the learning rate and the gold-token probability.
 
+They depend on the step and, for a cosine over ``train.max_minutes``, on the
+training time so far. Such a run is not bit-reproducible (the clock differs
+from run to run, and so does each step's rate), unlike every other schedule.
 Plateau decay and early stopping depend on validation scores instead; they
 live with the rest of a run's state in ``run.Progress``.
 """
@@ -11,7 +14,7 @@ import math
 from seq2seq.config import TrainConfig
 
 
-def learning_rate(config: TrainConfig, step: int, lr_scale: float, elapsed: float = 0.0) -> float:
+def learning_rate(config: TrainConfig, step: int, lr_scale: float, elapsed: float) -> float:
     """The learning rate of optimizer step ``step`` (0-based), ``elapsed`` seconds into training."""
     warmup = config.warmup_steps
     factor = min(1.0, (step + 1) / warmup) if warmup else 1.0
@@ -29,7 +32,9 @@ def budget_used(config: TrainConfig, step: int, elapsed: float) -> float:
 
     With ``max_minutes`` the cosine decay ends when the wall-clock budget does,
     whatever the speed of the machine; with ``max_steps`` too, whichever limit
-    comes first ends it.
+    comes first ends it. The step share starts after warmup, the time share at
+    the start: a warmup that takes a share w of the time begins the decay at
+    (1 + cos(pi w)) / 2 of the peak (0.98 for w = 0.1).
     """
     shares = [0.0]
     if config.max_steps:

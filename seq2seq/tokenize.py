@@ -100,6 +100,23 @@ class SentencePieceTokenizer:
         lines = [line.lower() for line in lines] if self.lowercase else lines
         return self._sp.encode(lines, out_type=int, num_threads=0)
 
+    def sample_many(self, lines: list[str], alpha: float, nbest: int, seed: int) -> list[list[str]]:
+        """A random segmentation of each line (subword regularization, Kudo 2018), drawn from ``seed``.
+
+        Unigram models sample among the ``nbest`` best segmentations (-1: all)
+        with smoothing ``alpha``; BPE models drop each merge with probability
+        ``alpha`` (BPE-dropout).
+        """
+        import sentencepiece
+
+        lines = [line.lower() for line in lines] if self.lowercase else lines
+        # SentencePiece seeds a thread's generator when that thread first draws, and each
+        # batch encode starts its own threads: so this seed decides the draws (a test checks).
+        sentencepiece.set_random_generator_seed(seed)
+        return self._sp.encode(
+            lines, out_type=str, enable_sampling=True, alpha=alpha, nbest_size=nbest, num_threads=1
+        )
+
     def piece(self, piece_id: int) -> str:
         return self._sp.id_to_piece(piece_id)
 
@@ -111,48 +128,6 @@ class SentencePieceTokenizer:
 
     def to_data(self) -> dict:
         return {"kind": "sentencepiece", "model": self.model_proto, "lowercase": self.lowercase}
-
-
-class SubwordSampler:
-    """Subword regularization (Kudo 2018): a random segmentation of each line, drawn afresh.
-
-    Unigram models sample among the ``nbest`` best segmentations (-1: all) with
-    smoothing ``alpha``; BPE models drop merges with probability ``alpha``
-    (BPE-dropout). Only ``pieces`` (one side's vocabulary) may be drawn: the
-    model's other pieces are marked unused, so sampling never produces a piece
-    that the vocabulary would turn into <unk>. The same seed draws the same
-    segmentations, so a resumed run sees the data it would have seen.
-    """
-
-    def __init__(
-        self, tokenizer: SentencePieceTokenizer, pieces: Iterable[str], alpha: float, nbest: int
-    ):
-        import sentencepiece
-        from sentencepiece import sentencepiece_model_pb2
-
-        model = sentencepiece_model_pb2.ModelProto()
-        model.ParseFromString(tokenizer.model_proto)
-        self.allowed, normal = set(pieces), sentencepiece_model_pb2.ModelProto.SentencePiece.NORMAL
-        for piece in model.pieces:
-            if piece.type == normal and piece.piece not in self.allowed:
-                piece.type = sentencepiece_model_pb2.ModelProto.SentencePiece.UNUSED
-        self._sp = sentencepiece.SentencePieceProcessor(model_proto=model.SerializeToString())
-        self._set_seed = sentencepiece.set_random_generator_seed
-        self.lowercase, self.alpha, self.nbest = tokenizer.lowercase, alpha, nbest
-
-    def encode_many(self, lines: list[str], seed: int) -> list[list[str]]:
-        lines = [line.lower() for line in lines] if self.lowercase else lines
-        self._set_seed(seed)
-        drawn = self._sp.encode(
-            lines, out_type=str, enable_sampling=True, alpha=self.alpha, nbest_size=self.nbest,
-            num_threads=1,  # one thread: the draws follow the seed
-        )  # fmt: skip
-        # A draw may still fall back to a character outside the vocabulary (rare): such a
-        # line keeps its best segmentation, which the vocabulary covers.
-        for i, pieces in enumerate(drawn):
-            if not self.allowed.issuperset(pieces):
-                drawn[i] = self._sp.encode(lines[i], out_type=str)
-        return drawn
 
 
 def train_sentencepiece(

@@ -158,14 +158,17 @@ def _batches(run: Run):
 
 
 def _done(run: Run, signals: _StopSignals) -> bool:
-    """Whether a limit is reached; a signal raises ``_StopAsked``. Rank 0 decides for all ranks."""
+    """Whether a limit is reached; a signal raises ``_StopAsked``. Rank 0 decides for all ranks.
+
+    Every rank also takes rank 0's clock: the cosine over ``max_minutes`` reads
+    it, and ranks with their own clocks would apply different learning rates.
+    """
     cfg, progress = run.config.train, run.progress
-    out_of_time = cfg.max_minutes and progress.elapsed >= 60 * cfg.max_minutes
-    stop, out_of_time = distributed.broadcast((signals.asked is not None, bool(out_of_time)))
+    stop, progress.elapsed = distributed.broadcast((signals.asked is not None, progress.elapsed))
     if stop:
         raise _StopAsked
     return bool(
-        out_of_time
+        (cfg.max_minutes and progress.elapsed >= 60 * cfg.max_minutes)
         or (cfg.max_steps and progress.step >= cfg.max_steps)
         or (cfg.max_epochs and progress.epoch >= cfg.max_epochs)
     )

@@ -131,7 +131,7 @@ def test_subword_sampling_resumes_mid_epoch_with_the_batches_of_an_unbroken_run(
 
     _, data = sampled_words_data(tmp_path)
     src, tgt, indices = data.resegment.epoch(1, 1)
-    per_epoch = len(epoch_batches(data.train_src, data.train_tgt, data.train_indices, 300, 1, 0))
+    per_epoch = len(epoch_batches(*data.resegment.epoch(1, 0), 300, 1, 0))  # sampled epoch 0
     unbroken = batch_stream(data, 300, 1, 0, 0)
     for _ in range(per_epoch + 3):  # into epoch 1
         position, expected = next(unbroken)

@@ -16,26 +16,26 @@ def config(**values) -> TrainConfig:
 
 def test_constant_is_constant_after_a_linear_warmup():
     c = config(lr_schedule="constant", lr=1e-3, warmup_steps=4)
-    assert [learning_rate(c, s, 1.0) for s in range(6)] == pytest.approx(
+    assert [learning_rate(c, s, 1.0, 0.0) for s in range(6)] == pytest.approx(
         [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3]
     )
 
 
 def test_inverse_sqrt_peaks_at_the_end_of_warmup_and_halves_at_four_times_it():
     c = config(lr_schedule="inverse_sqrt", lr=1e-3, warmup_steps=100, min_lr=0.0)
-    rates = [learning_rate(c, s, 1.0) for s in range(1000)]
+    rates = [learning_rate(c, s, 1.0, 0.0) for s in range(1000)]
     assert max(rates) == pytest.approx(1e-3) and rates.index(max(rates)) == 99
-    assert learning_rate(c, 399, 1.0) == pytest.approx(0.5e-3)  # sqrt(100 / 400)
+    assert learning_rate(c, 399, 1.0, 0.0) == pytest.approx(0.5e-3)  # sqrt(100 / 400)
     assert all(a <= b for a, b in zip(rates[:99], rates[1:100], strict=True))  # rising
     assert all(a >= b for a, b in zip(rates[99:-1], rates[100:], strict=True))  # falling
 
 
 def test_cosine_goes_from_the_peak_to_min_lr_through_the_midpoint():
     c = config(lr_schedule="cosine", lr=1e-3, min_lr=1e-5, warmup_steps=10, max_steps=110)
-    assert learning_rate(c, 10, 1.0) == pytest.approx(1e-3)
-    assert learning_rate(c, 60, 1.0) == pytest.approx((1e-3 + 1e-5) / 2)
-    assert learning_rate(c, 110, 1.0) == pytest.approx(1e-5)
-    assert learning_rate(c, 500, 1.0) == pytest.approx(1e-5)  # stays at the floor
+    assert learning_rate(c, 10, 1.0, 0.0) == pytest.approx(1e-3)
+    assert learning_rate(c, 60, 1.0, 0.0) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert learning_rate(c, 110, 1.0, 0.0) == pytest.approx(1e-5)
+    assert learning_rate(c, 500, 1.0, 0.0) == pytest.approx(1e-5)  # stays at the floor
 
 
 def test_cosine_over_a_time_budget_follows_the_clock_and_the_first_limit_ends_it():
@@ -52,8 +52,8 @@ def test_cosine_over_a_time_budget_follows_the_clock_and_the_first_limit_ends_it
 
 def test_min_lr_is_a_floor_for_the_plateau_scale():
     c = config(lr_schedule="plateau", lr=1e-3, min_lr=1e-4)
-    assert learning_rate(c, 50, 0.5) == pytest.approx(5e-4)
-    assert learning_rate(c, 50, 0.5**10) == pytest.approx(1e-4)
+    assert learning_rate(c, 50, 0.5, 0.0) == pytest.approx(5e-4)
+    assert learning_rate(c, 50, 0.5**10, 0.0) == pytest.approx(1e-4)
 
 
 @pytest.mark.parametrize(
