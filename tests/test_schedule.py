@@ -105,3 +105,18 @@ def test_a_decay_to_one_is_refused():
                 "train": {"scheduled_sampling": "inverse_sigmoid"},
             }
         )
+
+
+def test_every_rank_takes_rank_zeros_clock(monkeypatch):
+    # A cosine over minutes reads the clock each step; ranks with their own would drift apart.
+    from types import SimpleNamespace
+
+    from seq2seq import train as train_module
+
+    rank_zero = 150.0
+    monkeypatch.setattr(train_module.distributed, "broadcast", lambda v: (v[0], rank_zero))
+    progress = Progress()
+    progress.elapsed = 5.0  # this rank's own clock
+    run = SimpleNamespace(config=SimpleNamespace(train=config(max_minutes=2.0)), progress=progress)
+    assert train_module._done(run, SimpleNamespace(asked=None))  # 150 s is past 2 minutes
+    assert progress.elapsed == rank_zero
