@@ -163,8 +163,13 @@ def test_interrupted_translation_leaves_no_output_file_but_keeps_its_chunks(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A runner started in the background (nohup, &) passes SIGINT on ignored; undo that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    time.sleep(4)
+    partial, deadline = tmp_path / ".out.txt.partial", time.monotonic() + 120
+    while not partial.exists() and time.monotonic() < deadline:  # start-up is slow under load
+        time.sleep(0.2)
+    time.sleep(1)  # a chunk or more translated
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
