@@ -31,9 +31,7 @@ class SentencePieceConfig:
     model_type: Literal["unigram", "bpe"] = "unigram"
     character_coverage: float = 1.0
     # Subword regularization (Kudo 2018), training text only: every epoch segments it afresh.
-    sampling_alpha: float = (
-        0.0  # 0: off; unigram: smoothing (larger: closer to the best); bpe: dropout
-    )
+    sampling_alpha: float = 0.0  # 0: off; unigram: smoothing (larger: less varied); bpe: dropout
     sampling_nbest: int = -1  # unigram: sample among the n best segmentations; -1: among all
 
 

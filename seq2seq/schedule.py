@@ -21,13 +21,13 @@ def learning_rate(config: TrainConfig, step: int, lr_scale: float, elapsed: floa
     if config.lr_schedule == "inverse_sqrt":
         factor *= math.sqrt(max(warmup, 1) / max(step + 1, warmup, 1))
     elif config.lr_schedule == "cosine" and step >= warmup:
-        progress = budget_used(config, step, elapsed)
+        progress = _budget_used(config, step, elapsed)
         low = config.min_lr / config.lr
         factor = low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
     return max(config.lr * factor * lr_scale, min(config.min_lr, config.lr))
 
 
-def budget_used(config: TrainConfig, step: int, elapsed: float) -> float:
+def _budget_used(config: TrainConfig, step: int, elapsed: float) -> float:
     """How far training is through its budget, in [0, 1]: the larger of the step and time shares.
 
     With ``max_minutes`` the cosine decay ends when the wall-clock budget does,
