@@ -7,25 +7,30 @@
 #
 #   bash scripts/distill.sh runs/multi30k_de_en/best.pt [more teacher checkpoints ...]
 #
-# THREADS (default: all cores) sets train.num_threads; STUDENT_STEPS overrides train.max_steps.
+# THREADS (default: all cores) sets train.num_threads; STUDENT_STEPS overrides train.max_steps,
+# STUDENT_MINUTES trains for that many minutes instead; WORKERS splits the teacher's
+# translation of the training set over that many processes. OUT (default
+# data/multi30k_distilled) and STUDENT (default runs/multi30k_de_en_student) keep a second
+# teacher's data and student apart from the first's.
 set -euo pipefail
 teacher=("${@:-runs/multi30k_de_en/best.pt}")
 threads=${THREADS:-0}
-out=data/multi30k_distilled
+out=${OUT:-data/multi30k_distilled}
 mkdir -p "$out"
 if [ ! -f "$out/train.en" ]; then
   resume=()  # an interrupted translation continues where it stopped
   [ -f "$out/.train.en.tmp.progress" ] && resume=(--resume)
   seq2seq translate --model "${teacher[@]}" --beam 5 --input data/multi30k/train.de.gz \
-    --output "$out/train.en.tmp" "${resume[@]}"
+    --output "$out/train.en.tmp" ${WORKERS:+--workers "$WORKERS"} "${resume[@]}"
   mv "$out/train.en.tmp" "$out/train.en"
 fi
 [ -f "$out/train.de.gz" ] || cp data/multi30k/train.de.gz "$out/train.de.gz"
-student=runs/multi30k_de_en_student
+student=${STUDENT:-runs/multi30k_de_en_student}
 if [ ! -f "$student/best.pt" ]; then
   seq2seq train --config configs/multi30k_de_en_student.yaml --output-dir "$student" --overwrite \
-    --set data.vocab_from="${teacher[0]}" --set train.num_threads="$threads" \
-    ${STUDENT_STEPS:+--set train.max_steps=$STUDENT_STEPS}
+    --set data.train="$out/train" --set data.vocab_from="${teacher[0]}" \
+    --set train.num_threads="$threads" ${STUDENT_STEPS:+--set train.max_steps=$STUDENT_STEPS} \
+    ${STUDENT_MINUTES:+--set train.max_steps=0 --set train.max_minutes=$STUDENT_MINUTES}
 fi
 src=data/multi30k/test_2016_flickr.de.gz
 ref=data/multi30k/test_2016_flickr.en.gz
