@@ -10,7 +10,7 @@
 #   VARIANT=cosine ...                     # configs/quality/multi30k_de_en_cosine.yaml,
 #                                          # run in runs/q_de_en_cosine
 #   VARIANT=2h SKIP_TRAIN=1 ...            # choose and score runs/q_de_en_2h, the 55-minute
-#                                          # run resumed to 115 minutes (configs/quality/*_2h.yaml)
+#                                          # run resumed with --set train.max_minutes=115
 set -euo pipefail
 src=$1 tgt=$2
 variant=${VARIANT:-1h}
