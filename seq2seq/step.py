@@ -96,8 +96,10 @@ class Trainable:
 def make_trainable(
     model: Seq2Seq, config: TrainConfig, device: torch.device, precision: str
 ) -> Trainable:
-    optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    optimizer = optimizer_class(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+    optimizer = optimizer_class[config.optimizer](
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     forward = TeacherForcing(model, sample=config.sampled_tokens == "sample")
     return Trainable(model, forward, optimizer, scaler, device, precision)

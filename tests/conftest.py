@@ -1,4 +1,5 @@
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -37,9 +38,15 @@ def toy_config(tmp_path: Path | None = None, **train_overrides) -> config_module
 
 @pytest.fixture(scope="session")
 def toy_checkpoint(tmp_path_factory) -> Path:
-    """configs/toy.yaml trained once per test session; its best.pt."""
+    """configs/toy.yaml trained once per test session; its best.pt.
+
+    ``SEQ2SEQ_TOY_CHECKPOINT`` names one trained before (.ci/run's second pass, under other
+    CPU kernels, decodes with the first pass's model instead of training it again)."""
     from seq2seq.train import train
 
+    trained = os.environ.get("SEQ2SEQ_TOY_CHECKPOINT")
+    if trained:
+        return Path(trained)
     return train(toy_config(), tmp_path_factory.mktemp("toy") / "run")
 
 

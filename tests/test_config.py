@@ -43,7 +43,7 @@ def test_unknown_section(tmp_path):
         ("train:\n  max_steps: true\n", r"train\.max_steps: expected int"),
         ("model:\n  dropout: -0.1\n", r"model\.dropout: expected a number in \[0, 1\)"),
         ("train:\n  batch_tokens: 0\n", r"train\.batch_tokens: expected a number > 0"),
-        ("train:\n  optimizer: sgd\n", r"train\.optimizer: expected one of adam, adamw"),
+        ("train:\n  optimizer: rmsprop\n", r"train\.optimizer: expected one of adam, adamw, sgd"),
         ("train:\n  lr_schedule: cosine\n", r"cosine decays over the budget"),
         ("train:\n  device: tpu\n", r"train\.device: expected auto, cpu, cuda"),
         (
