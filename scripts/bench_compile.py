@@ -2,7 +2,7 @@
 
     python scripts/bench_compile.py [--config configs/multi30k_de_en.yaml] [--steps 40] [--precision fp32]
 
-Compiles ``Decoder._step`` (the per-target-token function the teacher-forced
+Compiles ``Decoder.step_with`` (the per-target-token function the teacher-forced
 loop calls T times per batch) with dynamic shapes, and reports compile time
 and steady-state training throughput next to eager mode, in one process.
 """
@@ -52,7 +52,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = Seq2Seq.from_config(config.model, len(data.src_vocab), len(data.tgt_vocab))
         if mode == "compiled":
-            model.decoder._step = torch.compile(model.decoder._step, dynamic=True)
+            model.decoder.step_with = torch.compile(model.decoder.step_with, dynamic=True)
         stream = batch_stream(data, config.train.batch_tokens, config.train.seed, 0, 0)
         warmup, speed = throughput(model, config, stream, args.steps, args.precision)
         print(f"{mode:<10} {warmup:16.1f} {speed:10.0f}", flush=True)

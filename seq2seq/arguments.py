@@ -140,21 +140,38 @@ def _serve(commands) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080)
     add_decoding_options(serve, "beam when a request names none")
-    serve.add_argument(
-        "--max-beam", type=positive_int, default=16, help="largest beam a request may ask"
+    limits = serve.add_argument_group("limits (README, Serving over HTTP)")
+    for option, kind, default, text in (
+        ("--max-beam", positive_int, 16, "largest beam a request may ask"),
+        ("--max-lines", positive_int, 512, "lines per request"),
+        ("--max-chars", positive_int, 100_000, "characters per request"),
+        ("--max-body-bytes", positive_int, None, "bytes per body (default: from --max-chars)"),
+        ("--max-word-chars", positive_int, 200, "characters between spaces (spaCy tokenizers)"),
+        ("--timeout-s", float, 30.0, "seconds to answer a request; later: 504"),
+        ("--max-wait-ms", float, 20.0, "how long a request waits for others to share its batch"),
+        ("--max-batch-lines", positive_int, 1024, "lines decoded together at most"),
+        (
+            "--max-queue-lines",
+            positive_int,
+            2048,
+            "lines accepted at once (queued, decoding); more: 503",
+        ),
+        ("--shutdown-timeout", float, 20.0, "seconds to answer requests in flight after SIGTERM"),
+    ):
+        shown = text if default is None else f"{text} (default: %(default)s)"
+        limits.add_argument(option, type=kind, default=default, help=shown)
+    access = serve.add_argument_group("access")
+    access.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        help="require 'Authorization: Bearer KEY' with the key in FILE (use it off loopback)",
     )
-    serve.add_argument("--max-lines", type=positive_int, default=512, help="lines per request")
-    serve.add_argument(
-        "--max-chars", type=positive_int, default=100_000, help="characters per request"
-    )
-    serve.add_argument(
-        "--max-wait-ms",
-        type=float,
-        default=20.0,
-        help="how long a request waits for others to share its batch",
-    )
-    serve.add_argument(
-        "--max-batch-lines", type=positive_int, default=1024, help="lines decoded together at most"
+    access.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host header name to accept besides the bound address's (repeatable; '*': any)",
     )
 
 

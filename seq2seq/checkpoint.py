@@ -18,7 +18,7 @@ from seq2seq import config as config_module
 from seq2seq.config import Config
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
-from seq2seq.tokenize import Preprocessing, WithPreprocessing
+from seq2seq.tokenization import Preprocessing, WithPreprocessing, mismatched
 
 FORMAT = "seq2seq-checkpoint"
 VERSION = 1
@@ -101,6 +101,11 @@ def load_model(path: str | Path, payload: dict | None = None) -> LoadedModel:
     return LoadedModel(config, model, preprocessing, payload.get("shortlist"))
 
 
+def step_checkpoints(folder: str | Path) -> list[Path]:
+    """A run's ``step_N.pt`` files (train.keep_checkpoints), oldest step first."""
+    return sorted(Path(folder).glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+
+
 def average(paths: list[str | Path]) -> dict:
     """Average the weights of several checkpoints of one run (Junczys-Dowmunt et al. 2016).
 
@@ -112,11 +117,10 @@ def average(paths: list[str | Path]) -> dict:
     payloads = [load(path) for path in paths]
     first = payloads[0]
     for path, payload in zip(paths[1:], payloads[1:], strict=True):
-        for key in ("config", "src_vocab", "tgt_vocab"):
-            if payload[key] != first[key]:
-                raise CheckpointError(
-                    f"{path}: its {key} differs from {paths[0]}'s; average checkpoints of one run"
-                )
+        for key in mismatched(first, payload, ("config", "src_vocab", "tgt_vocab"))[:1]:
+            raise CheckpointError(
+                f"{path}: its {key} differs from {paths[0]}'s; average checkpoints of one run"
+            )
     averaged = {
         name: sum(p["model"][name].double() for p in payloads).div(len(payloads)).to(tensor.dtype)
         if tensor.is_floating_point()

@@ -56,25 +56,37 @@ def _decode_options(args: argparse.Namespace, **more):
     )
 
 
+def _load_spec(args: argparse.Namespace):
+    """What ``--model``, ``--device``, ``--precision``, ``--quantize`` and ``--shortlist`` ask to
+    load, resolved once for this command."""
+    from seq2seq.translate import LoadSpec
+
+    spec = LoadSpec.of(
+        args.model,
+        device=args.device,
+        precision=args.precision,
+        quantize=args.quantize,
+        shortlist=args.shortlist,
+    )
+    return spec.resolve()
+
+
 def _translate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from seq2seq.streaming import FileJob, count_lines, translate_file
+    from seq2seq.streaming import count_lines, translate_file
+    from seq2seq.workers import FileJob
 
     if args.n_best > args.beam:
         raise _usage_error(f"translate: --n-best {args.n_best} exceeds --beam {args.beam}")
     job = FileJob(
-        model=args.model[0] if len(args.model) == 1 else tuple(args.model),
+        load=_load_spec(args),
         input=args.input,
         output=args.output,
         attention=args.attention,
         plot_dir=args.plot_attention,
         plot_count=args.plot_count,
         decode=_decode_options(args, n_best=args.n_best),
-        device=args.device,
-        precision=args.precision,
-        quantize=args.quantize,
-        shortlist=args.shortlist,
         chunk_lines=args.chunk_lines,
         workers=args.workers,
     )
@@ -93,9 +105,11 @@ def _raise_interrupt(signum, frame) -> None:
 def _serve(args: argparse.Namespace) -> int:
     try:
         from seq2seq.serve import ServeSettings, serve
+        from seq2seq.serve_guard import allowed_hosts, read_api_key
     except ImportError as error:
         raise _usage_error(
-            f"serve needs FastAPI and uvicorn ({error.name} is missing): pip install 'seq2seq[serve]'"
+            f"serve needs FastAPI, uvicorn and prometheus-client ({error.name} is missing): "
+            "pip install 'seq2seq[serve]'"
         ) from None
     from seq2seq.translate import Translator
 
@@ -103,16 +117,21 @@ def _serve(args: argparse.Namespace) -> int:
         max_beam=args.max_beam,
         max_lines=args.max_lines,
         max_chars=args.max_chars,
+        max_body_bytes=args.max_body_bytes,
+        max_word_chars=args.max_word_chars,
         max_wait_ms=args.max_wait_ms,
         max_batch_lines=args.max_batch_lines,
+        max_queue_lines=args.max_queue_lines,
+        timeout_s=args.timeout_s,
+        shutdown_timeout_s=args.shutdown_timeout,
+        allowed_hosts=tuple(allowed_hosts(args.host, args.allowed_host)),
+        api_key=read_api_key(args.api_key_file) if args.api_key_file else None,
         decode=_decode_options(args),
     )
-    if not 1 <= args.beam <= args.max_beam:
-        raise _usage_error(f"serve: --beam {args.beam} exceeds --max-beam {args.max_beam}")
-    translator = Translator.from_checkpoint(
-        args.model, args.device, args.precision, args.quantize, args.shortlist
-    )
-    serve(translator, settings, args.host, args.port, " + ".join(args.model))
+    settings.check()  # before the model loads
+    translator = Translator.load(_load_spec(args))
+    name = " + ".join(Path(model).stem for model in args.model)  # a name, never a path
+    serve(translator, settings, args.host, args.port, name)
     return 0
 
 
@@ -131,16 +150,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         if not args.src or args.hyp:
             raise _usage_error("evaluate: --model needs --src (and no --hyp)")
         report = evaluate_model(
-            args.model,
-            args.src,
-            args.ref,
-            metrics,
-            args.device,
-            _decode_options(args),
-            args.precision,
-            args.quantize,
-            args.shortlist,
-            **options,
+            _load_spec(args), args.src, args.ref, metrics, _decode_options(args), **options
         )
         if args.output:
             _write_output(args.output, "".join(h + "\n" for h in report.hypotheses))
@@ -174,7 +184,7 @@ def _average(args: argparse.Namespace) -> int:
 
     paths = list(args.inputs)
     if args.run:
-        steps = sorted(Path(args.run).glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+        steps = checkpoint.step_checkpoints(args.run)
         if len(steps) < args.last:
             raise _usage_error(
                 f"average: {args.run} holds {len(steps)} step_N.pt files, fewer than --last {args.last};"

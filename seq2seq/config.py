@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -73,7 +74,7 @@ class TrainConfig:
     seed: int = 1
     batch_tokens: int = 1500  # target tokens per batch (before accumulation)
     accumulate: int = 1  # batches per optimizer step
-    optimizer: Literal["adam", "adamw"] = "adam"
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"  # sgd: plain, no momentum
     lr: float = 1e-3
     weight_decay: float = 0.0
     clip_norm: float = 1.0  # 0 disables clipping
@@ -114,6 +115,11 @@ class WandbConfig:
     entity: str | None = None
     name: str | None = None
     tags: list[str] = field(default_factory=list)
+
+
+def higher_is_better(metric: str) -> bool:
+    """For a validation metric (``train.valid_metric``): BLEU rises, losses fall."""
+    return metric == "bleu"
 
 
 @dataclass(frozen=True)
@@ -336,6 +342,28 @@ def _check_combinations(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: train.min_lr: must not exceed train.lr ({train.lr})")
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, line: int, first: int):
+        super().__init__(f"line {line}: duplicate key {key!r} (first at line {first})")
+        self.key, self.line, self.first = key, line, first
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, Hashable):
+                continue  # the base class reports an unhashable key itself
+            if key in seen:
+                raise _DuplicateKey(key, line, seen[key])
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def load(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read a YAML config file strictly and apply ``--set`` overrides."""
     path = Path(path)
@@ -344,7 +372,12 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config ({error.strerror})") from None
     try:
-        values = yaml.safe_load(text) or {}
+        values = yaml.load(text, Loader=_StrictLoader) or {}
+    except _DuplicateKey as error:
+        raise ConfigError(
+            f"{path}:{error.line}: duplicate key {error.key!r} (first at line {error.first}); "
+            "a second one would silently replace the first: merge them"
+        ) from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     where = str(path)

@@ -18,11 +18,12 @@ from torch.utils.data import DataLoader, IterableDataset
 from seq2seq.config import DataConfig
 from seq2seq.corpus import DataError, TokenStore, read_parallel, resolve
 from seq2seq.prepare import open_prepared
-from seq2seq.tokenize import (
+from seq2seq.tokenization import (
     Preprocessing,
     SentencePieceTokenizer,
     WithPreprocessing,
     build_tokenizers,
+    mismatched,
 )
 from seq2seq.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocab
 
@@ -268,9 +269,7 @@ def _open_prepared(config: DataConfig, stored: Preprocessing | None):
     meta, train_src, train_tgt = open_prepared(config)
     if stored is None:
         stored = Preprocessing.from_data(meta)
-    elif (
-        stored.src_vocab.tokens != meta["src_vocab"] or stored.tgt_vocab.tokens != meta["tgt_vocab"]
-    ):
+    elif mismatched(stored.to_data(), meta, ("src_vocab", "tgt_vocab")):
         raise DataError(f"{config.prepared}: its vocabularies differ from the checkpoint's")
     return stored, train_src, train_tgt, config.prepared, None
 

@@ -12,7 +12,7 @@ from seq2seq.corpus import read_lines
 from seq2seq.errors import UserError
 from seq2seq.metrics import Comparison, Score, corpus_score, paired_test
 from seq2seq.tracking import log_evaluation
-from seq2seq.translate import Translator
+from seq2seq.translate import LoadSpec, Translator
 
 
 class EvaluationError(UserError, ValueError):
@@ -102,21 +102,18 @@ def evaluate_files(
 
 
 def evaluate_model(
-    model: str | Path,
+    model: LoadSpec | str | Path,
     src: str | Path,
     refs: list[str | Path],
     metrics: list[str],
-    device: str = "auto",
     translate_options: DecodeOptions | None = None,
-    precision: str = "auto",
-    quantize: str | None = None,
-    shortlist: bool = False,
     **options,
 ) -> Report:
-    """Translate ``src`` with the checkpoint ``model`` and score the output."""
+    """Translate ``src`` with ``model`` (a checkpoint, or a ``LoadSpec``) and score the output."""
     sources = read_lines(src)
     references = read_references(refs, len(sources), str(src))
-    translator = Translator.from_checkpoint(model, device, precision, quantize, shortlist)
+    spec = model if isinstance(model, LoadSpec) else LoadSpec.of(model)
+    translator = Translator.load(spec)
     hypotheses = translator.translate(sources, translate_options)
     return evaluate_lines(hypotheses, references, metrics, **options)
 

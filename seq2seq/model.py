@@ -78,6 +78,27 @@ class DecoderState(NamedTuple):
         )
 
 
+class StepLayers(NamedTuple):
+    """The products of one decoder step; ``Decoder.step_layers`` gives the decoder's own."""
+
+    projections: list[Callable[[Tensor, Tensor], Tensor]]  # per layer: (input, h) -> (B, 4D)
+    query: Callable[[Tensor], Tensor]  # the attention's W s + b: (B, D) -> (B, A)
+    combine: Callable[[Tensor], Tensor]  # W_c: (B, D + 2H) -> (B, D)
+
+
+class LstmWeights(NamedTuple):
+    """One LSTM layer's (and direction's) parameters, gates in PyTorch's order (i, f, g, o)."""
+
+    weight_ih: Tensor  # (4H, input)
+    weight_hh: Tensor  # (4H, H)
+    bias_ih: Tensor  # (4H,)
+    bias_hh: Tensor  # (4H,)
+
+    @classmethod
+    def of_cell(cls, cell: nn.LSTMCell) -> LstmWeights:
+        return cls(cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+
+
 class Encoder(nn.Module):
     """Bidirectional LSTM over packed sequences, so padding never reaches the states."""
 
@@ -90,6 +111,7 @@ class Encoder(nn.Module):
         dropout: float,
     ):
         super().__init__()
+        self.hidden_size = hidden_size
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD_ID)
         self.rnn = nn.LSTM(
             embedding_size,
@@ -112,6 +134,12 @@ class Encoder(nn.Module):
         final_c = torch.cat([c[-2], c[-1]], dim=-1)  # (B, 2H)
         return outputs, (final_h, final_c)  # (B, S, 2H)
 
+    def lstm(self, layer: int, reverse: bool) -> LstmWeights:
+        """The parameters of one layer and direction (nn.LSTM names them by both)."""
+        suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        return LstmWeights(*(getattr(self.rnn, name + suffix) for name in names))
+
 
 class BahdanauAttention(nn.Module):
     """Additive attention, e_j = v . tanh(W s + b + U h_j) (Bahdanau et al. 2015, appendix A.1.2).
@@ -131,28 +159,39 @@ class BahdanauAttention(nn.Module):
         self.v = nn.Linear(hidden_size, 1, bias=False)
 
     def project_keys(self, values: Tensor) -> Tensor:
-        return self.key_proj(values) * 2  # (B, S, 2H) -> (B, S, A): 2 U h_j, doubled once
+        return project_keys(self.key_proj, values)
 
     def forward(
         self, query: Tensor, keys: Tensor, values: Tensor, mask: Tensor
     ) -> tuple[Tensor, Tensor]:
-        query = self.query_proj(query).unsqueeze(1) * 2  # (B, 1, A): 2 (W s + b)
-        hidden = (query + keys).sigmoid_()  # (B, S, A); in place: one temporary less
-        scores = self.v(hidden).squeeze(-1) * 2  # (B, S): e_j + sum(v)
-        scores = scores.masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores.float(), dim=-1)  # (B, S) in fp32, exactly 0 at padding
-        context = torch.bmm(weights.unsqueeze(1).to(values.dtype), values).squeeze(1)  # (B, 2H)
-        return context, weights
+        return attend(self.query_proj, self.v, query, keys, values, mask)
 
 
-OUTPUT_BLOCK = 16  # matrix kernels block output rows by 16; see Decoder._padded_output
+def project_keys(key_proj: Callable[[Tensor], Tensor], values: Tensor) -> Tensor:
+    """(B, S, 2H) -> (B, S, A): 2 U h_j, doubled once for the sigmoid form of the scores."""
+    return key_proj(values) * 2
 
 
-def pad_rows(values: Tensor, rows: int, value: float = 0.0) -> Tensor:
-    """``values`` (out, ...) with ``rows`` more rows of ``value`` at the end."""
-    if rows == 0:
-        return values
-    return torch.cat([values, values.new_full((rows, *values.shape[1:]), value)])
+def attend(
+    query_proj: Callable[[Tensor], Tensor],
+    v: Callable[[Tensor], Tensor],
+    query: Tensor,
+    keys: Tensor,
+    values: Tensor,
+    mask: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """One query (B, Dq) against projected keys (B, S, A): context (B, 2H), weights (B, S).
+
+    ``query_proj`` is W (with b) and ``v`` the score vector: the attention's own
+    layers in training, their int8 versions in int8 decoding (decoding.py).
+    """
+    query = query_proj(query).unsqueeze(1) * 2  # (B, 1, A): 2 (W s + b)
+    hidden = (query + keys).sigmoid_()  # (B, S, A); in place: one temporary less
+    scores = v(hidden).squeeze(-1) * 2  # (B, S): e_j + sum(v)
+    scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores.float(), dim=-1)  # (B, S) in fp32, exactly 0 at padding
+    context = torch.bmm(weights.unsqueeze(1).to(values.dtype), values).squeeze(1)  # (B, 2H)
+    return context, weights
 
 
 def _upper_layer(cell: nn.LSTMCell) -> Callable[[Tensor, Tensor], Tensor]:
@@ -194,9 +233,6 @@ class Decoder(nn.Module):
         self.output = nn.Linear(embedding_size if tie_embeddings else hidden_size, vocab_size)
         if tie_embeddings:
             self.output.weight = self.embedding.weight
-        self._cache_key, self._cache = None, None  # see _inference_weights
-        self._output_key, self._padded = None, None  # see _padded_output
-        self.int8_projections: list | None = None
 
     def init_state(self, encoded: Encoded) -> DecoderState:
         """Bridge: s_0 = tanh(W_h [h_fwd; h_bwd]), c_0 = W_c [c_fwd; c_bwd], per layer."""
@@ -207,7 +243,7 @@ class Decoder(nn.Module):
         feed = h.new_zeros(batch, self.hidden_size)  # (B, D)
         return DecoderState(h.transpose(0, 1).contiguous(), c.transpose(0, 1).contiguous(), feed)
 
-    def _embedding_gates(self, prev: Tensor) -> Tensor:
+    def embedding_gates(self, prev: Tensor) -> Tensor:
         """The first LSTM layer's input gates from the embeddings: (..., ) ids -> (..., 4D).
 
         Teacher forcing knows all inputs in advance, so ``forward`` computes
@@ -218,96 +254,82 @@ class Decoder(nn.Module):
         weight = cell.weight_ih[:, : self.embedding.embedding_dim]  # (4D, E)
         return F.linear(embedded, weight, cell.bias_ih + cell.bias_hh)  # (..., 4D)
 
-    def _recurrent_weight(self) -> Tensor:
-        """[W_feed W_hh] (4D, 2D): the feed and hidden-state products of a step as one matmul."""
+    def embedding_gate_table(self) -> Tensor:
+        """``embedding_gates`` of every vocabulary entry without dropout (V, 4D): a decoder
+        that knows no input in advance looks its gates up instead of multiplying."""
         cell = self.cells[0]
-        return torch.cat([cell.weight_ih[:, self.embedding.embedding_dim :], cell.weight_hh], dim=1)
+        weight = cell.weight_ih[:, : self.embedding.embedding_dim]  # (4D, E)
+        return F.linear(self.embedding.weight, weight, cell.bias_ih + cell.bias_hh)  # (V, 4D)
+
+    def layer_weights(self) -> list[tuple[Tensor, Tensor | None]]:
+        """Per layer, the gate pre-activations besides the embedding's as one product over
+        [input; previous h]: (weight (4D, in + D), bias or None). The input is o_{t-1} for
+        layer 0 (whose bias is in the embedding gates), the layer below's h for the others."""
+        layers = [(self.recurrent_weight(), None)]
+        for cell in list(self.cells)[1:]:
+            layers.append(
+                (torch.cat([cell.weight_ih, cell.weight_hh], 1), cell.bias_ih + cell.bias_hh)
+            )
+        return layers
+
+    def recurrent_weight(self) -> Tensor:
+        """[W_feed W_hh] (4D, 2D): layer 0's feed and hidden-state products as one."""
+        cell = self.cells[0]
+        return torch.cat([cell.weight_ih[:, self.embedding.embedding_dim :], cell.weight_hh], 1)
 
     def projections(self) -> list[Callable[[Tensor, Tensor], Tensor]]:
         """Per layer, (input, its previous h) -> the gate pre-activations (B, 4D) besides the
-        embedding's: the input is o_{t-1} for layer 0, the layer below's h for the others."""
-        recurrent = self._recurrent_weight()
+        embedding's, in fp32: layer 0 as one product over [o_{t-1}; h] (``layer_weights``),
+        the others as two."""
+        recurrent = self.recurrent_weight()
         first = lambda feed, h: F.linear(torch.cat([feed, h.to(feed.dtype)], dim=-1), recurrent)  # noqa: E731
         return [first] + [_upper_layer(cell) for cell in list(self.cells)[1:]]
 
-    def _inference_weights(self) -> tuple[Tensor, list]:
-        """For decoding without gradients: the embedding gates of every vocabulary entry (V, 4D),
-        looked up instead of multiplied, and the projections; rebuilt when a weight changes.
+    def step_layers(self) -> StepLayers:
+        """The products of a step, computed from this decoder's own weights."""
+        return StepLayers(self.projections(), self.attention.query_proj, self.combine)
 
-        ``int8_projections`` (set by ``quantize.quantize_int8``) replaces the projections."""
-        cell = self.cells[0]
-        tensors = (
-            self.embedding.weight,
-            cell.weight_ih,
-            cell.weight_hh,
-            cell.bias_ih,
-            cell.bias_hh,
-        )
-        key = tuple((t.data_ptr(), t._version) for t in tensors)
-        if self._cache_key != key:
-            weight = cell.weight_ih[:, : self.embedding.embedding_dim]
-            table = F.linear(self.embedding.weight, weight, cell.bias_ih + cell.bias_hh)  # (V, 4D)
-            self._cache, self._cache_key = (table.float(), self.projections()), key
-        table, projections = self._cache
-        return table, self.int8_projections or projections
-
-    def _step(
-        self, embedding_gates: Tensor, projections: list, state: DecoderState, encoded: Encoded
+    def step_with(
+        self, layers: StepLayers, embedding_gates: Tensor, state: DecoderState, encoded: Encoded
     ) -> tuple[Tensor, DecoderState, Tensor]:
-        gates = embedding_gates + projections[0](state.feed, state.h[0])  # (B, 4D)
+        """The step's math, given its embedding gates (B, 4D) and the products to use: the
+        decoder's own (training) or decoding.py's (looked-up gates, int8)."""
+        gates = embedding_gates + layers.projections[0](state.feed, state.h[0])  # (B, 4D)
         h, c = lstm_update(gates, state.c[0])  # (B, D) each
         new_h, new_c = [h], [c]
         for layer in range(1, self.num_layers):
-            gates = projections[layer](self.dropout(h), state.h[layer])  # (B, 4D)
+            gates = layers.projections[layer](self.dropout(h), state.h[layer])  # (B, 4D)
             h, c = lstm_update(gates, state.c[layer])
             new_h.append(h)
             new_c.append(c)
-        context, weights = self.attention(h, encoded.keys, encoded.outputs, encoded.mask)
-        output = self.dropout(torch.tanh(self.combine(torch.cat([h, context.to(h.dtype)], dim=-1))))
-        return (
-            output,
-            DecoderState(torch.stack(new_h), torch.stack(new_c), output),
-            weights,
-        )  # (B, D)
+        context, weights = attend(
+            layers.query, self.attention.v, h, encoded.keys, encoded.outputs, encoded.mask
+        )
+        combined = layers.combine(torch.cat([h, context.to(h.dtype)], dim=-1))
+        output = self.dropout(torch.tanh(combined))  # (B, D)
+        return output, DecoderState(torch.stack(new_h), torch.stack(new_c), output), weights
 
     def step(
         self, prev: Tensor, state: DecoderState, encoded: Encoded
     ) -> tuple[Tensor, DecoderState, Tensor]:
-        """One step: previous tokens (B,) -> attentional output (B, D), new state, attention (B, S)."""
-        if self.training or torch.is_grad_enabled():
-            return self._step(self._embedding_gates(prev), self.projections(), state, encoded)
-        table, projections = self._inference_weights()
-        return self._step(F.embedding(prev, table), projections, state, encoded)
+        """One training step (scheduled sampling): previous tokens (B,) -> attentional output
+        (B, D), new state, attention (B, S). Decoding steps through decoding.py instead."""
+        return self.step_with(self.step_layers(), self.embedding_gates(prev), state, encoded)
 
     def logits(self, outputs: Tensor) -> Tensor:
         """Attentional outputs (..., D) -> logits (..., V)."""
         if self.pre_output is not None:
             outputs = self.pre_output(outputs)  # (..., E)
-        if self.training or torch.is_grad_enabled() or not isinstance(self.output, nn.Linear):
-            return self.output(outputs)
-        weight, bias = self._padded_output()
-        return F.linear(outputs, weight, bias)[..., : self.output.out_features]
-
-    def _padded_output(self) -> tuple[Tensor, Tensor | None]:
-        """The output layer with zero rows up to a multiple of 16, for decoding: matrix
-        kernels block outputs by 16, and a vocabulary of 3,963 rows ran about 20% slower
-        than 3,968 (AVX2 CPU, fp32 and int8 alike). Rebuilt when the weights change."""
-        weight, bias = self.output.weight, self.output.bias
-        key = tuple((t.data_ptr(), t._version) for t in (weight, bias) if t is not None)
-        if self._output_key != key:
-            pad = -weight.size(0) % OUTPUT_BLOCK
-            padded = pad_rows(weight, pad), None if bias is None else pad_rows(bias, pad)
-            self._padded, self._output_key = padded, key
-        return self._padded
+        return self.output(outputs)
 
     def forward(self, tgt_in: Tensor, encoded: Encoded) -> Tensor:
         """Teacher-forced loop: (B, T) -> attentional outputs (B, T, D)."""
         state = self.init_state(encoded)
-        embedding_gates = self._embedding_gates(tgt_in)  # (B, T, 4D), all steps at once
-        projections = self.projections()  # weights concatenated once per batch
+        embedding_gates = self.embedding_gates(tgt_in)  # (B, T, 4D), all steps at once
+        layers = self.step_layers()  # weights concatenated once per batch
         outputs = []
         for t in range(tgt_in.size(1)):
-            output, state, _ = self._step(embedding_gates[:, t], projections, state, encoded)
+            output, state, _ = self.step_with(layers, embedding_gates[:, t], state, encoded)
             outputs.append(output)
         return torch.stack(outputs, dim=1)  # (B, T, D)
 
@@ -342,9 +364,11 @@ class Seq2Seq(nn.Module):
             nn.init.uniform_(parameter, -0.1, 0.1)
         return model
 
-    def encode(self, src: Tensor, src_lengths: Tensor) -> Encoded:
+    def encode(self, src: Tensor, src_lengths: Tensor, key_proj=None) -> Encoded:
+        """The encoder's outputs, their attention keys (through ``key_proj``, the attention's
+        own U unless decoding replaces it) and the source mask."""
         outputs, final = self.encoder(src, src_lengths)  # (B, S, 2H)
-        keys = self.decoder.attention.project_keys(outputs)  # (B, S, A)
+        keys = project_keys(key_proj or self.decoder.attention.key_proj, outputs)  # (B, S, A)
         mask = length_mask(src_lengths.to(src.device), src.size(1))  # (B, S)
         return Encoded(outputs, keys, mask, final)
 

@@ -22,7 +22,7 @@ import torch
 
 from seq2seq.config import DataConfig
 from seq2seq.corpus import DataError, TokenStore, iter_lines, resolve
-from seq2seq.tokenize import (
+from seq2seq.tokenization import (
     Preprocessing,
     SentencePieceTokenizer,
     Tokenizer,

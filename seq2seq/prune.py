@@ -16,11 +16,15 @@ attention unit its rows in W and U; for an embedding dimension its column over
 the vocabulary). The least important units are removed with every weight that
 reads from them. Magnitude criteria of this kind are the usual baseline for
 structured pruning (e.g. Li et al. 2017); fine-tuning recovers most of the loss.
+
+The weights are read from the model's modules and written into a smaller
+model's (``Seq2Seq`` and ``Encoder.lstm`` name them), never by state-dict key.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 
 import torch
@@ -28,8 +32,8 @@ from torch import Tensor
 
 from seq2seq import config as config_module
 from seq2seq.checkpoint import CheckpointError
-from seq2seq.model import Seq2Seq
-from seq2seq.tokenize import Preprocessing
+from seq2seq.model import LstmWeights, Seq2Seq
+from seq2seq.tokenization import Preprocessing
 
 
 class PruneError(CheckpointError):
@@ -50,11 +54,18 @@ def _gates(units: Tensor, size: int) -> Tensor:
     return torch.cat([units + gate * size for gate in range(4)])
 
 
-def _lstm_scores(w: dict, weight_ih: str, weight_hh: str, bias_ih: str, bias_hh: str, size: int):
-    rows = torch.cat([w[weight_ih], w[weight_hh], w[bias_ih][:, None], w[bias_hh][:, None]], 1)
+def _lstm_scores(w: LstmWeights, size: int) -> Tensor:
+    rows = torch.cat([w.weight_ih, w.weight_hh, w.bias_ih[:, None], w.bias_hh[:, None]], 1)
     return rows.view(4, size, -1).pow(2).sum((0, 2)).sqrt()  # (size,)
 
 
+def _rebuild(payload: dict, model_config) -> Seq2Seq:
+    model = Seq2Seq.from_config(model_config, len(payload["src_vocab"]), len(payload["tgt_vocab"]))
+    model.load_state_dict({name: t.float() for name, t in payload["model"].items()})
+    return model
+
+
+@torch.no_grad()
 def prune_payload(payload: dict, amount: float) -> dict:
     """A model-only checkpoint payload with ``amount`` of every kind of unit removed."""
     if not 0 <= amount < 1:
@@ -63,102 +74,107 @@ def prune_payload(payload: dict, amount: float) -> dict:
     m = config.model
     if m.tie_embeddings:
         raise PruneError("pruning a model with tied embeddings is not supported")
-    w = {name: tensor.detach().float() for name, tensor in payload["model"].items()}
+    big = _rebuild(payload, m)
     E, H, D, A = m.embedding_size, m.encoder_hidden_size, m.decoder_hidden_size, m.attention_size
     e2, h2, d2, a2 = (kept(n, amount) for n in (E, H, D, A))
-    idx = _choose_units(w, m, e2, h2, d2)
-    idx["attention"] = _top(
-        torch.cat(
-            [w["decoder.attention.key_proj.weight"], w["decoder.attention.query_proj.weight"]], 1
-        ).norm(dim=1),
-        a2,
-    )
-    pruned = _slice(w, m, idx, H, D)
-    small = replace(
+    idx = _choose_units(big, e2, h2, d2, a2)
+    small_config = replace(
         m, embedding_size=e2, encoder_hidden_size=h2, decoder_hidden_size=d2, attention_size=a2
     )
-    new_config = replace(config, model=small)
-    model = Seq2Seq.from_config(small, len(payload["src_vocab"]), len(payload["tgt_vocab"]))
-    model.load_state_dict(pruned)  # strict: every shape must match the smaller config
+    small = Seq2Seq.from_config(small_config, len(payload["src_vocab"]), len(payload["tgt_vocab"]))
+    _copy_kept(big, small, idx, H, D)
     dtypes = {name: t.dtype for name, t in payload["model"].items()}
     return {
         **{k: payload[k] for k in Preprocessing.KEYS},
-        "config": config_module.to_dict(new_config),
-        "model": {name: t.to(dtypes[name]) for name, t in model.state_dict().items()},
+        "config": config_module.to_dict(replace(config, model=small_config)),
+        "model": {name: t.to(dtypes[name]) for name, t in small.state_dict().items()},
         "pruning": {"amount": amount, "criterion": "L2 norm of each unit's incoming weights"},
     }
 
 
-def _choose_units(w: dict, m, e2: int, h2: int, d2: int) -> dict:
+def _choose_units(model: Seq2Seq, e2: int, h2: int, d2: int, a2: int) -> dict:
+    encoder, decoder = model.encoder, model.decoder
+    attention = decoder.attention
     idx = {
-        "src_embedding": _top(w["encoder.embedding.weight"].norm(dim=0), e2),
-        "tgt_embedding": _top(w["decoder.embedding.weight"].norm(dim=0), e2),
-        "output_units": _top(w["decoder.combine.weight"].norm(dim=1), d2),  # o_t
+        "src_embedding": _top(encoder.embedding.weight.norm(dim=0), e2),
+        "tgt_embedding": _top(decoder.embedding.weight.norm(dim=0), e2),
+        "output_units": _top(decoder.combine.weight.norm(dim=1), d2),  # o_t
+        "attention": _top(
+            torch.cat([attention.key_proj.weight, attention.query_proj.weight], 1).norm(dim=1), a2
+        ),
     }
-    H, D = m.encoder_hidden_size, m.decoder_hidden_size
-    for layer in range(m.encoder_layers):
-        for suffix in ("", "_reverse"):
-            names = [
-                f"encoder.rnn.{p}_l{layer}{suffix}"
-                for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-            ]
-            idx[f"encoder{layer}{suffix}"] = _top(_lstm_scores(w, *names, H), h2)
-    for layer in range(m.decoder_layers):
-        names = [
-            f"decoder.cells.{layer}.{p}" for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        ]
-        idx[f"decoder{layer}"] = _top(_lstm_scores(w, *names, D), d2)
+    for layer in range(encoder.rnn.num_layers):
+        for reverse in (False, True):
+            weights = encoder.lstm(layer, reverse)
+            idx[("encoder", layer, reverse)] = _top(_lstm_scores(weights, encoder.hidden_size), h2)
+    for layer, cell in enumerate(decoder.cells):
+        idx[("decoder", layer)] = _top(
+            _lstm_scores(LstmWeights.of_cell(cell), cell.hidden_size), d2
+        )
     return idx
 
 
-def _slice(w: dict, m, idx: dict, H: int, D: int) -> dict:
-    """Every weight restricted to the kept units: rows they compute, columns they are read by."""
-    out = dict(w)
+Get = Callable[[Seq2Seq], Tensor]
 
-    def take(name: str, rows: Tensor | None = None, columns: Tensor | None = None) -> None:
+
+def _copy_kept(big: Seq2Seq, small: Seq2Seq, idx: dict, H: int, D: int) -> None:
+    """Every weight of ``small``: ``big``'s restricted to the kept units, the rows they compute
+    and the columns they are read by."""
+
+    written = set()
+
+    def take(get: Get, rows: Tensor | None = None, columns: Tensor | None = None) -> None:
+        value = get(big)
         if rows is not None:
-            out[name] = out[name].index_select(0, rows)
+            value = value.index_select(0, rows)
         if columns is not None:
-            out[name] = out[name].index_select(1, columns)
+            value = value.index_select(1, columns)
+        target = get(small)
+        assert target.shape == value.shape, (target.shape, value.shape)
+        target.copy_(value)
+        written.add(id(target))
 
-    E = m.embedding_size
-    take("encoder.embedding.weight", columns=idx["src_embedding"])
+    def lstm(
+        take_weights: Callable[[Seq2Seq], LstmWeights], units: Tensor, inputs: Tensor, size: int
+    ):
+        rows = _gates(units, size)
+        take(lambda m: take_weights(m).weight_ih, rows, inputs)
+        take(lambda m: take_weights(m).weight_hh, rows, units)
+        take(lambda m: take_weights(m).bias_ih, rows)
+        take(lambda m: take_weights(m).bias_hh, rows)
+
+    take(lambda m: m.encoder.embedding.weight, columns=idx["src_embedding"])
     inputs = idx["src_embedding"]  # columns of layer 0's input
-    for layer in range(m.encoder_layers):
-        for suffix in ("", "_reverse"):
-            units, name = idx[f"encoder{layer}{suffix}"], f"l{layer}{suffix}"
-            take(f"encoder.rnn.weight_ih_{name}", _gates(units, H), inputs)
-            take(f"encoder.rnn.weight_hh_{name}", _gates(units, H), units)
-            take(f"encoder.rnn.bias_ih_{name}", _gates(units, H))
-            take(f"encoder.rnn.bias_hh_{name}", _gates(units, H))
-        inputs = torch.cat(
-            [idx[f"encoder{layer}"], idx[f"encoder{layer}_reverse"] + H]
-        )  # [fwd; bwd]
+    for layer in range(big.encoder.rnn.num_layers):
+        for reverse in (False, True):
+            weights = lambda m, layer=layer, reverse=reverse: m.encoder.lstm(layer, reverse)  # noqa: E731
+            lstm(weights, idx[("encoder", layer, reverse)], inputs, H)
+        inputs = torch.cat([idx[("encoder", layer, False)], idx[("encoder", layer, True)] + H])
     annotations = inputs  # the top layer's 2H outputs h_j, and the final states the bridge reads
-    top = idx[f"decoder{m.decoder_layers - 1}"]
-    bridge_rows = torch.cat(
-        [idx[f"decoder{layer}"] + layer * D for layer in range(m.decoder_layers)]
+    layers = len(big.decoder.cells)
+    top = idx[("decoder", layers - 1)]
+    bridge_rows = torch.cat([idx[("decoder", layer)] + layer * D for layer in range(layers)])
+    take(lambda m: m.decoder.bridge_h.weight, bridge_rows, annotations)
+    take(lambda m: m.decoder.bridge_h.bias, bridge_rows)
+    take(lambda m: m.decoder.bridge_c.weight, bridge_rows, annotations)
+    take(lambda m: m.decoder.bridge_c.bias, bridge_rows)
+    take(lambda m: m.decoder.embedding.weight, columns=idx["tgt_embedding"])
+    inputs = torch.cat(
+        [idx["tgt_embedding"], idx["output_units"] + big.decoder.embedding.embedding_dim]
     )
-    for name in ("bridge_h", "bridge_c"):
-        take(f"decoder.{name}.weight", bridge_rows, annotations)
-        take(f"decoder.{name}.bias", bridge_rows)
-    take("decoder.embedding.weight", columns=idx["tgt_embedding"])
-    inputs = torch.cat([idx["tgt_embedding"], idx["output_units"] + E])  # [emb(y); o_{t-1}]
-    for layer in range(m.decoder_layers):
-        units, name = idx[f"decoder{layer}"], f"decoder.cells.{layer}"
-        take(f"{name}.weight_ih", _gates(units, D), inputs)
-        take(f"{name}.weight_hh", _gates(units, D), units)
-        take(f"{name}.bias_ih", _gates(units, D))
-        take(f"{name}.bias_hh", _gates(units, D))
-        inputs = units
+    for layer in range(layers):  # layer 0 reads [emb(y); o_{t-1}], the others the layer below
+        weights = lambda m, layer=layer: LstmWeights.of_cell(m.decoder.cells[layer])  # noqa: E731
+        lstm(weights, idx[("decoder", layer)], inputs, D)
+        inputs = idx[("decoder", layer)]
     attention = idx["attention"]
-    take("decoder.attention.key_proj.weight", attention, annotations)
-    take("decoder.attention.query_proj.weight", attention, top)
-    take("decoder.attention.query_proj.bias", attention)
-    take("decoder.attention.v.weight", columns=attention)
-    take("decoder.combine.weight", idx["output_units"], torch.cat([top, annotations + D]))
-    take("decoder.output.weight", columns=idx["output_units"])
-    return out
+    take(lambda m: m.decoder.attention.key_proj.weight, attention, annotations)
+    take(lambda m: m.decoder.attention.query_proj.weight, attention, top)
+    take(lambda m: m.decoder.attention.query_proj.bias, attention)
+    take(lambda m: m.decoder.attention.v.weight, columns=attention)
+    take(lambda m: m.decoder.combine.weight, idx["output_units"], torch.cat([top, annotations + D]))
+    take(lambda m: m.decoder.output.weight, columns=idx["output_units"])
+    take(lambda m: m.decoder.output.bias)
+    assert written == {id(p) for p in small.parameters()}, "a parameter was left unpruned"
 
 
 def parameter_count(payload: dict) -> int:

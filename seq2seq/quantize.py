@@ -1,4 +1,6 @@
-"""int8 inference on the CPU: every matrix product of the decoder step, and the encoder's keys.
+"""int8 arithmetic for decoding on the CPU: every matrix product of the decoder step, and the
+encoder's keys. ``quantize_decoder`` turns a model's layers into their int8 versions;
+decoding.py decides where they are used.
 
 Weights are int8, symmetric per output row. Every quantized product reads
 values bounded by construction, in (-1, 1): LSTM hidden states, tanh outputs
@@ -25,13 +27,25 @@ Once per sentence and so left in fp32: the encoder's bidirectional LSTM
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
 
-from seq2seq.model import OUTPUT_BLOCK, Decoder, Seq2Seq, pad_rows
+from seq2seq.model import Seq2Seq
 
 LEVELS = 127  # 7-bit activations; see the module docstring
 SCALE, ZERO_POINT = 2 / LEVELS, 64  # [-1, 1] -> [0, 127]
+
+
+OUTPUT_BLOCK = 16  # matrix kernels (oneDNN, MKL) block output rows by 16
+
+
+def pad_rows(values: Tensor, rows: int, value: float = 0.0) -> Tensor:
+    """``values`` (out, ...) with ``rows`` more rows of ``value`` at the end."""
+    if rows == 0:
+        return values
+    return torch.cat([values, values.new_full((rows, *values.shape[1:]), value)])
 
 
 class Int8Linear(nn.Module):
@@ -91,7 +105,7 @@ class Int8Linear(nn.Module):
         return y[:, : self.out_features].reshape(*shape[:-1], self.out_features)
 
 
-class _Int8Layer:
+class Int8Layer:
     """A decoder layer's projection (input, previous h) -> gates, as one int8 product."""
 
     def __init__(self, weight: Tensor, bias: Tensor | None):
@@ -101,27 +115,31 @@ class _Int8Layer:
         return self.linear(torch.cat([x, h.to(x.dtype)], dim=-1))  # (B, 4D)
 
 
-def _quantize_decoder_cells(decoder: Decoder) -> None:
-    """Layer 0's [W_feed W_hh] (its embedding gates stay a fp32 table lookup), then the others'."""
-    layers = [_Int8Layer(decoder._recurrent_weight(), None)]  # (4D, 2D)
-    for cell in list(decoder.cells)[1:]:
-        weight = torch.cat([cell.weight_ih, cell.weight_hh], dim=1)  # (4D, 2D)
-        layers.append(_Int8Layer(weight, cell.bias_ih + cell.bias_hh))
-    decoder.int8_projections = layers
+class Int8Decoder(NamedTuple):
+    """The int8 versions of the products of decoding; see ``quantize_decoder``."""
+
+    projections: list[Int8Layer]  # per layer: (input, h) -> gates; layer 0's gates from
+    #                               the embeddings stay an fp32 table lookup
+    query: Int8Linear  # the attention's W s + b (reads h)
+    combine: Int8Linear  # W_c (reads [h; context])
+    key_proj: Int8Linear  # the attention's U (reads the encoder states)
+    pre_output: Int8Linear | None  # tied embeddings: reads o_t
+    output: Int8Linear | None  # reads o_t; None with tied embeddings, where the output layer
+    #                            reads pre_output's unbounded result and stays fp32
 
 
-def quantize_int8(model: Seq2Seq) -> Seq2Seq:
-    """The model with int8 matrix products for inference (in place; eval mode, CPU only)."""
-    model.eval()
+@torch.no_grad()
+def quantize_decoder(model: Seq2Seq) -> Int8Decoder:
+    """Every product whose input is bounded in (-1, 1), as int8; the model is not changed."""
     decoder = model.decoder
-    with torch.no_grad():
-        _quantize_decoder_cells(decoder)
-        decoder.combine = Int8Linear.from_linear(decoder.combine)  # reads [h; context]
-        if decoder.pre_output is None:  # reads o_t
-            decoder.output = Int8Linear.from_linear(decoder.output)
-        else:  # tied embeddings: pre_output reads o_t; the output layer reads its unbounded result
-            decoder.pre_output = Int8Linear.from_linear(decoder.pre_output)
-        attention = decoder.attention
-        attention.key_proj = Int8Linear.from_linear(attention.key_proj)
-        attention.query_proj = Int8Linear.from_linear(attention.query_proj)
-    return model
+    projections = [Int8Layer(weight, bias) for weight, bias in decoder.layer_weights()]
+    attention = decoder.attention
+    tied = decoder.pre_output is not None
+    return Int8Decoder(
+        projections,
+        Int8Linear.from_linear(attention.query_proj),
+        Int8Linear.from_linear(decoder.combine),
+        Int8Linear.from_linear(attention.key_proj),
+        Int8Linear.from_linear(decoder.pre_output) if tied else None,
+        None if tied else Int8Linear.from_linear(decoder.output),
+    )

@@ -18,13 +18,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from seq2seq import checkpoint, distributed
 from seq2seq import config as config_module
-from seq2seq.config import Config, TrainConfig
+from seq2seq.config import Config, TrainConfig, higher_is_better
 from seq2seq.data import TrainingData, build_training_data, corpus_files
 from seq2seq.device import resolve_precision
 from seq2seq.errors import UserError
 from seq2seq.model import Seq2Seq
 from seq2seq.step import Trainable, make_trainable
-from seq2seq.tokenize import Preprocessing
+from seq2seq.tokenization import Preprocessing
 from seq2seq.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,9 @@ class Progress:
 
     def record_validation(self, config: TrainConfig, score: float) -> tuple[bool, bool]:
         """Update best score, plateau decay and early stopping; returns (improved, stop)."""
-        higher_is_better = config.valid_metric == "bleu"
         best = self.best
-        improved = best is None or (score > best if higher_is_better else score < best)
+        higher = higher_is_better(config.valid_metric)
+        improved = best is None or (score > best if higher else score < best)
         if improved:
             self.best, self.validations_since_best = score, 0
         else:
@@ -87,6 +87,19 @@ def check_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:
             f"{output_dir} already holds a training run ({last.name}); "
             "add --resume to continue it, --overwrite to replace it, or choose another --output-dir"
         )
+
+
+def remove_old_run(output_dir: Path) -> None:
+    """For ``--overwrite``: the replaced run's checkpoints go first. Its ``step_N.pt`` of
+    higher steps would otherwise outlive this run's pruning and join ``seq2seq average
+    --run``, and its ``last.pt`` would be what a Ctrl-C before the first validation offers
+    to resume."""
+    for path in [
+        output_dir / "best.pt",
+        output_dir / "last.pt",
+        *checkpoint.step_checkpoints(output_dir),
+    ]:
+        path.unlink(missing_ok=True)
 
 
 def follow_init_from(config: Config) -> Config:

@@ -7,8 +7,9 @@ the attention (B, S). A state has ``select(rows)`` (any rows, e.g. dropping
 finished sentences) and ``reorder(rows)`` (rows of the same sentences, as
 beams are reordered: the encoder outputs stay as they are).
 
-- ``ModelScorer``: one ``Seq2Seq``, optionally with a vocabulary shortlist
-  (the output layer computed only over the target tokens a batch can produce).
+- ``ModelScorer``: one model prepared for decoding (decoding.py), optionally
+  with a vocabulary shortlist (the output layer computed only over the target
+  tokens a batch can produce).
 - ``Ensemble``: several models that share vocabularies; each step's
   log-probabilities are the mean of theirs.
 
@@ -18,13 +19,12 @@ Shapes: B batch (rows), S source length, D decoder size, V target vocabulary.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import NamedTuple, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from seq2seq.decoding import Decoding
 from seq2seq.model import DecoderState, Encoded, Seq2Seq
 from seq2seq.vocab import BOS_ID, PAD_ID
 
@@ -46,13 +46,6 @@ class OutputLayer(NamedTuple):
     project: Callable[[Tensor], Tensor]
 
 
-def restrict(layer, ids: Tensor) -> Callable[[Tensor], Tensor]:
-    """``layer`` (an nn.Linear, or a layer that restricts itself: int8) over the rows ``ids``."""
-    if hasattr(layer, "rows"):
-        return layer.rows(ids)
-    return partial(F.linear, weight=layer.weight[ids], bias=layer.bias[ids])
-
-
 class ModelState(NamedTuple):
     decoder: DecoderState
     encoded: Encoded
@@ -66,30 +59,33 @@ class ModelState(NamedTuple):
 
 
 class ModelScorer:
-    """One model. ``shortlist(src)`` (optional) gives the target ids a batch may produce."""
+    """One model. ``shortlist(src)`` (optional) gives the target ids a batch may produce.
 
-    def __init__(self, model: Seq2Seq, shortlist=None):
-        self.model, self.shortlist = model, shortlist
+    A plain ``Seq2Seq`` is prepared for fp32 decoding here; pass a ``Decoding``
+    for int8 or to share one preparation between scorers.
+    """
+
+    def __init__(self, model: Seq2Seq | Decoding, shortlist=None):
+        self.decoding = model if isinstance(model, Decoding) else Decoding(model)
+        self.shortlist = shortlist
 
     def start(self, src: Tensor, src_lengths: Tensor) -> ModelState:
-        encoded = self.model.encode(src, src_lengths)
+        decoding = self.decoding
+        encoded = decoding.encode(src, src_lengths)
         output = None
         if self.shortlist is not None:
             ids = self.shortlist(src).to(src.device)  # (V',)
-            output = OutputLayer(ids, restrict(self.model.decoder.output, ids))
-        return ModelState(self.model.decoder.init_state(encoded), encoded, output)
+            output = OutputLayer(ids, decoding.output_rows(ids))
+        return ModelState(decoding.init_state(encoded), encoded, output)
 
     def step(self, prev: Tensor, state: ModelState) -> tuple[Tensor, ModelState, Tensor]:
-        decoder = self.model.decoder
-        output, decoder_state, weights = decoder.step(prev, state.decoder, state.encoded)
+        decoding = self.decoding
+        output, decoder_state, weights = decoding.step(prev, state.decoder, state.encoded)
         if state.output is None:
-            log_probs = torch.log_softmax(decoder.logits(output).float(), dim=-1)  # (B, V)
+            log_probs = torch.log_softmax(decoding.logits(output).float(), dim=-1)  # (B, V)
         else:  # softmax over the shortlist; every other token gets probability 0
-            hidden = decoder.pre_output(output) if decoder.pre_output is not None else output
-            logits = state.output.project(hidden).float()  # (B, V')
-            log_probs = logits.new_full(
-                (logits.size(0), decoder.output.out_features), float("-inf")
-            )
+            logits = state.output.project(decoding.hidden(output)).float()  # (B, V')
+            log_probs = logits.new_full((logits.size(0), decoding.vocab_size), float("-inf"))
             log_probs[:, state.output.ids] = torch.log_softmax(logits, dim=-1)  # (B, V)
         log_probs[:, PAD_ID] = float("-inf")  # never produced
         log_probs[:, BOS_ID] = float("-inf")
@@ -127,6 +123,6 @@ class Ensemble:
         return log_probs, EnsembleState(tuple(st for _, st, _ in steps)), weights
 
 
-def as_scorer(model: Seq2Seq | Scorer) -> Scorer:
-    """A plain model becomes a ``ModelScorer``; a scorer stays as it is."""
-    return ModelScorer(model) if isinstance(model, Seq2Seq) else model
+def as_scorer(model: Seq2Seq | Decoding | Scorer) -> Scorer:
+    """A model (plain or prepared) becomes a ``ModelScorer``; a scorer stays as it is."""
+    return ModelScorer(model) if isinstance(model, (Seq2Seq, Decoding)) else model

@@ -7,13 +7,15 @@ limits come from its own source length and a finished sentence stops.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from seq2seq.config import DecodeOptions
-from seq2seq.data import collate, token_batches
+from seq2seq.data import Batch, collate, token_batches
+from seq2seq.decoding import Decoding
 from seq2seq.model import Seq2Seq
 from seq2seq.scorer import Scorer, State, as_scorer
 from seq2seq.vocab import BOS_ID, EOS_ID
@@ -34,15 +36,18 @@ def max_lengths(src_lengths: Tensor, ratio: float, extra: int = 5) -> Tensor:
 
 @torch.no_grad()
 def greedy(
-    model: Seq2Seq | Scorer,
+    model: Seq2Seq | Decoding | Scorer,
     src: Tensor,
     src_lengths: Tensor,
     max_len_ratio: float = 2.0,
     keep_attention: bool = False,
+    min_len: int = 0,
 ) -> list[Hypothesis]:
     """Pick the most probable token at each step until EOS or the length limit.
 
-    A sentence that has ended leaves the batch, so it costs nothing afterwards.
+    The length rules are beam search's (``_limit_eos``), so beam 1 equals
+    greedy. A sentence that has ended leaves the batch, so it costs nothing
+    afterwards.
     """
     scorer, device, batch = as_scorer(model), src.device, src.size(0)
     state = scorer.start(src, src_lengths)
@@ -55,10 +60,8 @@ def greedy(
     prev = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)  # (B',)
     for t in range(steps):
         log_probs, state, weights = scorer.step(prev, state)  # (B', V)
+        _limit_eos(log_probs, limits[active], t, min_len)
         best_scores, best = log_probs.max(dim=-1)  # (B',)
-        at_limit = limits[active] <= t  # there, EOS is the only option
-        best = best.masked_fill(at_limit, EOS_ID)
-        best_scores = torch.where(at_limit, log_probs[:, EOS_ID], best_scores)
         tokens[active, t] = best
         scores.index_add_(0, active, best_scores)
         if attention is not None:
@@ -107,7 +110,7 @@ class _Beams:
 
 @torch.no_grad()
 def beam_search(
-    model: Seq2Seq | Scorer,
+    model: Seq2Seq | Decoding | Scorer,
     src: Tensor,
     src_lengths: Tensor,
     options: DecodeOptions | None = None,
@@ -237,6 +240,40 @@ def _extend(beams: _Beams, top_scores, token, source_rows, weights) -> None:
     beams.scores, beams.prev = keep_scores, keep_tokens
 
 
+def in_batches(
+    sources: list[list[int]], batch_tokens: int, device: torch.device
+) -> Iterator[tuple[list[int], Batch]]:
+    """The non-empty ``sources`` (id lists) sorted by length, in batches of at most
+    ``batch_tokens`` tokens on ``device``: (their indices in ``sources``, the batch)."""
+    lengths = [len(s) for s in sources]
+    nonempty = [i for i, length in enumerate(lengths) if length > 0]
+    for indices in token_batches(lengths, nonempty, batch_tokens, rng=None):
+        yield indices, collate(sources, None, indices).to(device)
+
+
+def decode_batches(
+    sources: list[list[int]],
+    batch_tokens: int,
+    device: torch.device,
+    decode: Callable[[Batch], list],
+    on_batch: Callable[[int], None] | None = None,
+) -> list:
+    """``decode`` (a batch -> one result per sentence) over ``sources`` in length-sorted
+    batches; the results in input order, None for an empty source (never decoded).
+    ``on_batch`` hears how many lines each batch finished (the empty ones at the end)."""
+    results: list = [None] * len(sources)
+    done = 0
+    for indices, batch in in_batches(sources, batch_tokens, device):
+        for i, result in zip(indices, decode(batch), strict=True):
+            results[i] = result
+        done += len(indices)
+        if on_batch is not None:
+            on_batch(len(indices))
+    if on_batch is not None and done < len(sources):
+        on_batch(len(sources) - done)
+    return results
+
+
 def decode_corpus(
     model: Seq2Seq,
     sources: list[list[int]],
@@ -249,13 +286,12 @@ def decode_corpus(
 
     An empty source gives an empty hypothesis without touching the model.
     """
-    results: list[Hypothesis | None] = [None] * len(sources)
-    lengths = [len(s) for s in sources]
-    nonempty = [i for i, length in enumerate(lengths) if length > 0]
-    for indices in token_batches(lengths, nonempty, batch_tokens, rng=None):
-        batch = collate(sources, None, indices).to(device)
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            hypotheses = greedy(model, batch.src, batch.src_lengths, max_len_ratio)
-        for i, hypothesis in zip(indices, hypotheses, strict=True):
-            results[i] = hypothesis
+    enabled = autocast_dtype is not None
+    scorer = as_scorer(Decoding(model, autocast_dtype=autocast_dtype))  # this one set of weights
+
+    def decode(batch: Batch) -> list[Hypothesis]:
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=enabled):
+            return greedy(scorer, batch.src, batch.src_lengths, max_len_ratio)
+
+    results = decode_batches(sources, batch_tokens, device, decode)
     return [h if h is not None else Hypothesis([], 0.0, 0.0) for h in results]

@@ -1,29 +1,51 @@
-"""Serve a model over HTTP: ``POST /translate``, ``GET /health``, OpenAPI docs at ``/docs``.
+"""Serve a model over HTTP: ``POST /translate``; ``GET /health``, ``/ready``, ``/metrics``; ``/docs``.
 
-Requests that arrive together are decoded together (dynamic batching): a
-single batcher task takes the first waiting request, waits up to
-``max_wait_ms`` for more (or until ``max_batch_lines`` lines are waiting),
-decodes all their lines in one ``translate`` call per beam size, in a
-background thread so the server keeps accepting requests, and answers each
-request with its own lines. A line's translation does not depend on what else
-is in its batch, so answers equal what ``seq2seq translate`` writes for the
-same lines. Needs the ``serve`` extra (FastAPI and uvicorn).
+A request passes, in order: the Host check, the API key (``--api-key-file``),
+the body's byte limit (read before anything parses it), JSON validation, the
+limits on lines, characters and beam, and the text check (lines that cannot be
+tokenized get a 400 naming them). Its lines then wait in a bounded queue (503
+with ``Retry-After`` when it is full) for the batcher (``serve_batcher``),
+which decodes concurrent requests together; a line's translation does not
+depend on its batch, so answers equal what ``seq2seq translate`` writes. Past
+its deadline a request gets 504, and a request whose client disconnected is
+dropped from the queue. On SIGTERM the server stops taking requests (503,
+``/ready`` fails), answers those in flight for up to ``shutdown_timeout_s``,
+and exits. Needs the ``serve`` extra (FastAPI, uvicorn, prometheus-client).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.exceptions import HTTPException
 
 from seq2seq.config import DecodeOptions
+from seq2seq.serve_batcher import Abandoned, Batcher, DecodeFailed, QueueFull, ShuttingDown
+from seq2seq.serve_guard import (
+    ARRIVED,
+    MAX_PROBLEMS,
+    ApiKey,
+    BodyLimit,
+    Front,
+    HostCheck,
+    ServeError,
+    ServeState,
+    is_loopback,
+    json_error,
+    printable,
+    text_problems,
+)
+from seq2seq.serve_metrics import ServeMetrics
+from seq2seq.serve_shutdown import DrainingServer
+from seq2seq.tokenization import SpacyTokenizer
 from seq2seq.translate import Translator
 
 log = logging.getLogger(__name__)
@@ -34,9 +56,32 @@ class ServeSettings:
     max_beam: int = 16
     max_lines: int = 512  # per request
     max_chars: int = 100_000  # per request, all lines together
+    max_body_bytes: int | None = None  # per request; None: see body_limit()
+    max_word_chars: int = 200  # characters between spaces, with a spaCy tokenizer
     max_wait_ms: float = 20.0  # how long the first request of a batch waits for company
     max_batch_lines: int = 1024  # lines decoded together at most
+    max_queue_lines: int = 2048  # lines accepted at most: waiting, or being decoded
+    timeout_s: float = 30.0  # from a request's arrival to its answer
+    shutdown_timeout_s: float = 20.0  # after SIGTERM, for the requests in flight
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "[::1]")  # Host header names
+    api_key: bytes | None = field(default=None, repr=False)  # None: no key needed
     decode: DecodeOptions = DecodeOptions()  # alpha, max_len_ratio, ...; beam per request
+
+    def body_limit(self) -> int:
+        """Bytes per request body: ``max_body_bytes``, or enough for ``max_chars`` characters
+        written as JSON escapes (``\\u00fc``: 6 bytes) in ``max_lines`` quoted lines."""
+        return self.max_body_bytes or 6 * self.max_chars + 4 * self.max_lines + 4096
+
+    def check(self) -> None:
+        if not 1 <= self.decode.beam <= self.max_beam:
+            raise ServeError(f"--beam {self.decode.beam} exceeds --max-beam {self.max_beam}")
+        if self.timeout_s <= 0 or self.shutdown_timeout_s < 0:
+            raise ServeError("--timeout-s must be above 0 and --shutdown-timeout at least 0")
+        if self.max_lines > self.max_queue_lines:
+            raise ServeError(
+                f"--max-lines {self.max_lines} exceeds --max-queue-lines {self.max_queue_lines}: "
+                "such a request would never fit in the queue"
+            )
 
 
 class TranslateRequest(BaseModel):
@@ -55,120 +100,145 @@ class ErrorResponse(BaseModel):
     error: str
 
 
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 408, 413, 422, 500, 503, 504)}
+
+
 class RequestError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, reason: str | None, headers: dict | None = None):
         super().__init__(message)
-        self.status = status
+        self.status, self.reason, self.headers = status, reason, headers  # reason: for /metrics
 
 
-@dataclass
-class _Pending:
-    lines: list[str]
-    beam: int
-    future: asyncio.Future
-
-
-class Batcher:
-    """Collects concurrent requests and decodes them in shared batches, one batch at a time."""
-
-    def __init__(self, translator: Translator, settings: ServeSettings):
-        self.translator, self.settings = translator, settings
-        self.queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="decode")
-        self.task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-        self.executor.shutdown(wait=False, cancel_futures=True)
-
-    async def translate(self, lines: list[str], beam: int) -> list[str]:
-        future = asyncio.get_running_loop().create_future()
-        await self.queue.put(_Pending(lines, beam, future))
-        return await future
-
-    async def _collect(self) -> list[_Pending]:
-        """The first waiting request, and what else arrives within ``max_wait_ms``."""
-        loop = asyncio.get_running_loop()
-        batch = [await self.queue.get()]
-        size = len(batch[0].lines)
-        deadline = loop.time() + self.settings.max_wait_ms / 1000
-        while size < self.settings.max_batch_lines:
-            if self.queue.empty():
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
-                try:
-                    pending = await asyncio.wait_for(self.queue.get(), timeout)
-                except asyncio.TimeoutError:
-                    break
-            else:
-                pending = self.queue.get_nowait()
-            batch.append(pending)
-            size += len(pending.lines)
-        return batch
-
-    async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = await self._collect()
-            for beam in sorted({p.beam for p in batch}):
-                group = [p for p in batch if p.beam == beam]
-                lines = [line for p in group for line in p.lines]
-                try:
-                    outputs = await loop.run_in_executor(self.executor, self._decode, lines, beam)
-                except Exception as error:  # answer the requests; keep serving
-                    log.exception("decoding failed")
-                    for p in group:
-                        if not p.future.done():
-                            p.future.set_exception(error)
-                    continue
-                start = 0
-                for p in group:
-                    if not p.future.done():  # a client that went away leaves a cancelled future
-                        p.future.set_result(outputs[start : start + len(p.lines)])
-                    start += len(p.lines)
-
-    def _decode(self, lines: list[str], beam: int) -> list[str]:
-        return self.translator.translate(lines, self.settings.decode, beam=beam)
-
-
-def _check(request: TranslateRequest, settings: ServeSettings) -> int:
-    """The request's beam; a RequestError for what the limits do not allow."""
-    if len(request.text) > settings.max_lines:
-        raise RequestError(
-            413, f"text has {len(request.text)} lines; at most {settings.max_lines} per request"
-        )
-    characters = sum(len(line) for line in request.text)
+def _check(request: TranslateRequest, settings: ServeSettings, word_limit: int | None) -> int:
+    """The request's beam; a RequestError for what the limits or the text do not allow."""
+    lines = request.text
+    if len(lines) > settings.max_lines:
+        message = f"text has {len(lines)} lines; at most {settings.max_lines} per request"
+        raise RequestError(413, message, "too_large")
+    characters = sum(len(line) for line in lines)
     if characters > settings.max_chars:
-        raise RequestError(
-            413, f"text has {characters} characters; at most {settings.max_chars} per request"
-        )
+        message = f"text has {characters} characters; at most {settings.max_chars} per request"
+        raise RequestError(413, message, "too_large")
     beam = settings.decode.beam if request.beam is None else request.beam
     if not 1 <= beam <= settings.max_beam:
-        raise RequestError(422, f"beam must be between 1 and {settings.max_beam}, got {beam}")
+        message = f"beam must be between 1 and {settings.max_beam}, got {beam}"
+        raise RequestError(422, message, "beam")
+    problems = text_problems(lines, word_limit)
+    if problems:
+        raise RequestError(400, problems, "bad_text")
     return beam
 
 
-def _validation_message(error: RequestValidationError) -> str:
-    """One readable line from pydantic's list of problems."""
-    problems = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
+def _validation_message(error: RequestValidationError, content_type: str) -> str:
+    """One short line from pydantic's list of problems: the first few, each cut short."""
+    problems, items = [], error.errors()
+    if "json" not in content_type:  # FastAPI parses JSON only when told it is JSON
+        problems.append("send the body with the header 'Content-Type: application/json'")
+    for item in items[:MAX_PROBLEMS]:
+        where = printable(".".join(str(part) for part in item.get("loc", ()) if part != "body"))
         if item.get("type") == "json_invalid":
             problems.append("the request body is not valid JSON")
         elif item.get("type") == "missing":
             problems.append(f'{where}: missing (send {{"text": ["line", ...]}})')
         else:
-            problems.append(f"{where or 'body'}: {item.get('msg', 'invalid')}")
+            problems.append(f"{where or 'body'}: {printable(str(item.get('msg', 'invalid')))}")
+    if len(items) > MAX_PROBLEMS:
+        problems.append(f"and {len(items) - MAX_PROBLEMS} more")
     return "; ".join(problems) or "invalid request"
 
 
+def _refusal(error: Exception) -> RequestError:
+    """What the client hears when its queued request did not end in translations."""
+    if isinstance(error, QueueFull):
+        message = f"the queue is full; retry in {error.retry_after} s"
+        return RequestError(503, message, "queue_full", {"Retry-After": str(error.retry_after)})
+    if isinstance(error, Abandoned) and error.reason == "timeout":
+        return RequestError(504, "no translation within --timeout-s; send fewer lines", "timeout")
+    if isinstance(error, Abandoned):  # nobody is listening; 499, as nginx logs it
+        return RequestError(499, "the client disconnected", None)
+    if isinstance(error, ShuttingDown):
+        message = "the server shut down before this request was decoded"
+        return RequestError(503, message, "shutting_down", {"Retry-After": "1"})
+    message = "decoding this request failed (the server's log has the details)"
+    return RequestError(500, message, "failed")
+
+
+async def _disconnected(receive) -> None:
+    """Returns once the client has disconnected (the body was read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _add_error_handlers(app: FastAPI, metrics: ServeMetrics) -> None:
+    """Every error as ``{"error": "..."}``, a few hundred bytes at most, no traceback."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        metrics.rejected.labels("invalid").inc()
+        content_type = request.headers.get("content-type", "")
+        return json_error(400, _validation_message(error, content_type))
+
+    @app.exception_handler(RequestError)
+    async def refused(request: Request, error: RequestError) -> JSONResponse:
+        if error.reason is not None:
+            metrics.rejected.labels(error.reason).inc()
+        return json_error(error.status, str(error), error.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        if error.status_code == 400:  # FastAPI's "There was an error parsing the body"
+            metrics.rejected.labels("invalid").inc()
+        return json_error(error.status_code, printable(str(error.detail), 200), error.headers)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, error: Exception) -> JSONResponse:
+        return json_error(500, "internal error (the server's log has the details)")
+
+
+def _add_probes(app: FastAPI, model_name: str) -> None:
+    """``/health`` (liveness), ``/ready`` (readiness) and ``/metrics``."""
+    state: ServeState = app.state.serve
+    batcher: Batcher = app.state.batcher
+
+    @app.get("/health", responses={503: {"model": ErrorResponse}})
+    async def health():
+        """Liveness: 200 while the process and its batcher run."""
+        if not batcher.alive():
+            return json_error(503, "the batcher stopped; restart the server")
+        return {"status": "ok", "model": model_name}
+
+    @app.get("/ready", responses={503: {"model": ErrorResponse}})
+    async def ready():
+        """Readiness: 200 when a request would be taken (model loaded, not shutting down,
+        queue not full)."""
+        if state.draining_since is not None:
+            return json_error(503, "shutting down")
+        if not batcher.alive():
+            return json_error(503, "the batcher stopped")
+        if batcher.full():
+            return json_error(503, "the queue is full", {"Retry-After": str(batcher.retry_after())})
+        return {"status": "ready", "queued_lines": batcher.queued_lines}
+
+    @app.get("/metrics", response_class=Response)
+    async def prometheus() -> Response:
+        """Prometheus metrics (text exposition format)."""
+        body, content_type = batcher.metrics.text()
+        return Response(body, media_type=content_type)
+
+
 def create_app(translator: Translator, settings: ServeSettings, model_name: str = "") -> FastAPI:
-    batcher = Batcher(translator, settings)
+    """The server as an ASGI app; ``model_name`` (a name, never a path) shows in /health and /docs."""
+    metrics, state = ServeMetrics(), ServeState()
+    decode = settings.decode
+    batcher = Batcher(
+        lambda lines, beam: translator.translate(lines, decode, beam=beam),
+        metrics,
+        settings.max_wait_ms,
+        settings.max_batch_lines,
+        settings.max_queue_lines,
+    )
+    spacy = isinstance(translator.loaded.src_tokenizer, SpacyTokenizer)
+    word_limit = settings.max_word_chars if spacy else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -181,35 +251,28 @@ def create_app(translator: Translator, settings: ServeSettings, model_name: str 
         description=f"Model: {model_name}. Concurrent requests are batched together.",
         lifespan=lifespan,
     )
+    app.state.serve, app.state.batcher = state, batcher  # for the server's shutdown
+    _add_error_handlers(app, metrics)
+    app.add_middleware(BodyLimit, settings.body_limit(), settings.timeout_s, metrics)
+    app.add_middleware(ApiKey, settings.api_key, metrics)
+    app.add_middleware(HostCheck, settings.allowed_hosts, metrics)
+    app.add_middleware(Front, state, metrics)  # added last: the outermost
+    _add_probes(app, model_name)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": _validation_message(error)}, status_code=400)
-
-    @app.exception_handler(RequestError)
-    async def refused(request: Request, error: RequestError) -> JSONResponse:
-        return JSONResponse({"error": str(error)}, status_code=error.status)
-
-    @app.get("/health")
-    async def health() -> dict:
-        """200 once the model is loaded (it is loaded before the server starts listening)."""
-        return {"status": "ok", "model": model_name}
-
-    @app.post(
-        "/translate",
-        response_model=TranslateResponse,
-        responses={
-            400: {"model": ErrorResponse},
-            413: {"model": ErrorResponse},
-            422: {"model": ErrorResponse},
-        },
-    )
-    async def translate(request: TranslateRequest) -> TranslateResponse:
+    @app.post("/translate", response_model=TranslateResponse, responses=ERRORS)
+    async def translate(body: TranslateRequest, request: Request) -> TranslateResponse:
         """Translate lines; the answer holds one translation per line, in order."""
-        beam = _check(request, settings)
-        if not request.text:
+        beam = _check(body, settings, word_limit)
+        if not body.text:
             return TranslateResponse(translations=[])
-        return TranslateResponse(translations=await batcher.translate(request.text, beam))
+        arrived = request.scope.get(ARRIVED, time.monotonic())
+        try:
+            pending = batcher.submit(body.text, beam)
+            remaining = arrived + settings.timeout_s - time.monotonic()
+            lines = await batcher.result(pending, remaining, _disconnected(request.receive))
+        except (QueueFull, Abandoned, DecodeFailed, ShuttingDown) as error:
+            raise _refusal(error) from None
+        return TranslateResponse(translations=lines)
 
     return app
 
@@ -217,8 +280,21 @@ def create_app(translator: Translator, settings: ServeSettings, model_name: str 
 def serve(
     translator: Translator, settings: ServeSettings, host: str, port: int, model_name: str
 ) -> None:
-    import uvicorn
-
+    """Serve until SIGTERM or SIGINT, then drain (``DrainingServer``) and return."""
+    settings.check()
     app = create_app(translator, settings, model_name)
-    log.info("serving %s on http://%s:%d (docs at /docs)", model_name, host, port)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    if settings.api_key is None and not is_loopback(host):
+        log.warning(
+            "listening on %s without --api-key-file: anyone who reaches the port can use the model",
+            host,
+        )
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False,
+        timeout_graceful_shutdown=2,  # for answers already on their way; the drain came first
+    )  # fmt: skip
+    log.info(
+        "serving %s on http://%s:%d (docs at /docs; Host names: %s)",
+        model_name, host, port, ", ".join(settings.allowed_hosts),
+    )  # fmt: skip
+    DrainingServer(config, app, settings.shutdown_timeout_s).run()
+    log.info("shut down")

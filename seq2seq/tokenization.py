@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -233,6 +233,15 @@ class Preprocessing:
             Vocab(data["src_vocab"]),
             Vocab(data["tgt_vocab"]),
         )
+
+
+def mismatched(
+    first: Mapping, other: Mapping, keys: Sequence[str] = Preprocessing.KEYS
+) -> list[str]:
+    """The ``keys`` whose plain data differ between two checkpoints, prepared folders or
+    ``Preprocessing.to_data()``: models that are to be ensembled, averaged or trained on a
+    prepared folder must turn text into the same ids and back."""
+    return [key for key in keys if first[key] != other[key]]
 
 
 class WithPreprocessing:

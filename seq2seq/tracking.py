@@ -26,14 +26,16 @@ import string
 import sys
 from pathlib import Path
 
-from seq2seq.config import WandbConfig
+from seq2seq.config import WandbConfig, higher_is_better
 from seq2seq.errors import UserError
+from seq2seq.plots import attention_figure
 
 log = logging.getLogger(__name__)
 
 MODES = ("online", "offline", "disabled")
-BEST = {"valid/bleu": "max", "valid/loss": "min", "valid/ppl": "min", "train/loss": "min"}
 SCORES = ("bleu", "loss", "ppl")  # what each validation entry holds
+BEST = {f"valid/{k}": "max" if higher_is_better(k) else "min" for k in SCORES}
+BEST["train/loss"] = "min"
 
 
 class TrackingError(UserError, RuntimeError):
@@ -90,7 +92,8 @@ def plan_run(previous: dict | None, mode: str) -> tuple[str | None, str | None, 
 
 def _best(history: list[dict], metric: str) -> dict:
     """The validation that made ``best.pt``: the first with the best score (BLEU up, losses down)."""
-    return max(history, key=lambda entry: entry[metric] if metric == "bleu" else -entry[metric])
+    sign = 1 if higher_is_better(metric) else -1
+    return max(history, key=lambda entry: sign * entry[metric])
 
 
 def _init(wandb, mode: str, **options):
@@ -107,19 +110,10 @@ def _where(run, mode: str) -> str:
 
 def _image(wandb, source: list[str], output: list[str], weights: list[list[float]]):
     """An attention heatmap (rows: output tokens, columns: source tokens) as a W&B image."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, no display
     from PIL import Image
 
-    figure = Figure(figsize=(max(4, 0.45 * len(source) + 1.5), max(3, 0.4 * len(output) + 1.5)))
-    axes = figure.add_subplot()
-    axes.imshow(weights or [[0.0]], cmap="Greys", vmin=0, vmax=1, aspect="auto")
-    axes.set_xticks(range(len(source)), source, rotation=60, ha="right", fontsize=8)
-    axes.set_yticks(range(len(output)), output, fontsize=8)
-    axes.set_xlabel("source")
-    axes.set_ylabel("output")
-    figure.tight_layout()
     png = io.BytesIO()
-    figure.savefig(png, format="png", dpi=80)
+    attention_figure(source, output, weights).savefig(png, format="png", dpi=80)
     png.seek(0)
     return wandb.Image(Image.open(png), caption=" ".join(source))
 

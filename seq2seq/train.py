@@ -20,6 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from seq2seq import distributed
+from seq2seq.checkpoint import step_checkpoints
 from seq2seq.config import Config
 from seq2seq.data import batch_stream, worker_batch_stream
 from seq2seq.run import (
@@ -28,6 +29,7 @@ from seq2seq.run import (
     build_run,
     check_output_dir,
     follow_init_from,
+    remove_old_run,
     save_checkpoint,
 )
 from seq2seq.schedule import gold_probability, learning_rate
@@ -58,6 +60,8 @@ def train(
     if config.train.precision == "fp16" and device.type != "cuda":
         raise TrainingError("train.precision: fp16 needs CUDA; use bf16 or fp32 on the CPU")
     check_output_dir(output_dir, resume, overwrite)
+    if overwrite and not resume and distributed.is_main():
+        remove_old_run(output_dir)
     config = follow_init_from(config)
     try:
         with _log_file(output_dir):
@@ -273,7 +277,7 @@ def _save_after_validation(run: Run, improved: bool) -> None:
         save_checkpoint(run, "best.pt", with_state=False)
     if cfg.keep_checkpoints:  # the weights of the last K validations, for averaging
         save_checkpoint(run, f"step_{run.progress.step}.pt", with_state=False)
-        kept = sorted(run.output_dir.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+        kept = step_checkpoints(run.output_dir)
         for old in kept[: -cfg.keep_checkpoints] if distributed.is_main() else []:
             old.unlink()
     save_checkpoint(run, "last.pt", with_state=True)

@@ -21,41 +21,81 @@ from seq2seq import checkpoint
 from seq2seq import device as device_module
 from seq2seq.checkpoint import LoadedModel
 from seq2seq.config import DecodeOptions
-from seq2seq.data import collate, token_batches
+from seq2seq.decoding import QUANTIZE, Decoding
 from seq2seq.errors import UserError
-from seq2seq.model import Seq2Seq
-from seq2seq.quantize import quantize_int8
+from seq2seq.plots import attention_figure
 from seq2seq.scorer import Ensemble, ModelScorer
-from seq2seq.search import Hypothesis, beam_search, greedy
+from seq2seq.search import beam_search, decode_batches, greedy
 from seq2seq.shortlist import Shortlist, ShortlistError
+from seq2seq.tokenization import mismatched
 
 log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 
 class TranslateError(UserError, ValueError):
     """A decoding option or device that cannot work."""
 
 
-def model_paths(model: str | Path | Sequence[str | Path]) -> list[str]:
-    """``--model a.pt`` or ``--model a.pt b.pt ...`` as a list of paths."""
-    return [str(model)] if isinstance(model, (str, Path)) else [str(m) for m in model]
+def model_paths(model: str | Path | Sequence[str | Path]) -> tuple[str, ...]:
+    """``--model a.pt`` or ``--model a.pt b.pt ...`` as a tuple of paths."""
+    return (str(model),) if isinstance(model, (str, Path)) else tuple(str(m) for m in model)
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What to load for decoding and how: the CLI, workers, evaluate, serve and the API
+    all take one. ``resolve()`` checks it and fixes ``auto`` once (device, precision), so
+    a warning about the precision is printed once, however many processes load it."""
+
+    model: tuple[str, ...]  # one checkpoint, or several: an ensemble
+    device: str = "auto"  # auto, cpu, cuda or cuda:N
+    precision: str = "auto"  # fp32, bf16, fp16 or auto
+    quantize: str | None = None  # None or int8 (CPU only)
+    shortlist: bool = False  # the checkpoint's vocabulary shortlist
+    resolved: bool = False  # device and precision are concrete and were checked
+
+    @classmethod
+    def of(cls, model: str | Path | Sequence[str | Path], **options) -> LoadSpec:
+        return cls(model_paths(model), **options)
+
+    def resolve(self) -> LoadSpec:
+        if self.resolved:
+            return self
+        if self.precision not in PRECISIONS:
+            raise TranslateError(
+                f"precision must be fp32, bf16, fp16 or auto, got {self.precision!r}"
+            )
+        if self.quantize not in QUANTIZE:
+            raise TranslateError(f"quantize must be int8 or None, got {self.quantize!r}")
+        device = device_module.pick_device(self.device)
+        if self.quantize == "int8" and device.type != "cpu":
+            raise TranslateError(
+                f"int8 quantization is for CPU inference, not {device}; use --device cpu"
+            )
+        precision = device_module.resolve_precision(self.precision, device)
+        return replace(self, device=str(device), precision=precision, resolved=True)
+
+
+PART_NAMES = {
+    "src_vocab": "source vocabulary",
+    "tgt_vocab": "target vocabulary",
+    "src_tokenizer": "source tokenizer",
+    "tgt_tokenizer": "target tokenizer",
+}
 
 
 def _check_compatible(first_path, first: LoadedModel, path, other: LoadedModel) -> None:
     """Ensemble members must turn text into the same ids and back."""
-    pairs = [
-        ("source vocabulary", first.src_vocab.tokens, other.src_vocab.tokens),
-        ("target vocabulary", first.tgt_vocab.tokens, other.tgt_vocab.tokens),
-        ("source tokenizer", first.src_tokenizer.to_data(), other.src_tokenizer.to_data()),
-        ("target tokenizer", first.tgt_tokenizer.to_data(), other.tgt_tokenizer.to_data()),
-    ]
-    for what, mine, theirs in pairs:
-        if mine != theirs:
-            raise TranslateError(
-                f"{path}: its {what} differs from {first_path}'s; an ensemble needs models that "
-                "share tokenizers and vocabularies (train them with data.vocab_from set to one "
-                "checkpoint, or from one prepared folder)"
-            )
+    differ = mismatched(first.preprocessing.to_data(), other.preprocessing.to_data())
+    if differ:
+        what = PART_NAMES[differ[0]]
+        raise TranslateError(
+            f"{path}: its {what} differs from {first_path}'s; an ensemble needs models that "
+            "share tokenizers and vocabularies (train them with data.vocab_from set to one "
+            "checkpoint, or from one prepared folder)"
+        )
 
 
 @dataclass
@@ -80,47 +120,38 @@ class Translation:
 class Translator:
     """Decodes with one model, or with an ensemble of models that share tokenizers and vocabularies."""
 
-    def __init__(
-        self,
-        loaded: LoadedModel | Sequence[LoadedModel],
-        device: str | torch.device = "cpu",
-        precision: str = "auto",
-        quantize: str | None = None,
-        shortlist: bool = False,
-    ):
-        if precision not in ("fp32", "bf16", "fp16", "auto"):
-            raise TranslateError(f"precision must be fp32, bf16, fp16 or auto, got {precision!r}")
-        if quantize not in (None, "int8"):
-            raise TranslateError(f"quantize must be int8 or None, got {quantize!r}")
+    def __init__(self, loaded: LoadedModel | Sequence[LoadedModel], spec: LoadSpec):
+        spec = spec.resolve()
+        self.spec = spec
         members = [loaded] if isinstance(loaded, LoadedModel) else list(loaded)
         self.loaded = members[0]  # tokenizers, vocabularies and limits: the same for all
-        self.device = device_module.pick_device(device) if isinstance(device, str) else device
-        if quantize == "int8" and self.device.type != "cpu":
-            raise TranslateError(
-                f"int8 quantization is for CPU inference, not {self.device}; use --device cpu"
-            )
-        self.precision = device_module.resolve_precision(precision, self.device)
+        self.device = torch.device(spec.device)
+        self.precision = spec.precision
         self.autocast_dtype = device_module.autocast_dtype(self.precision)
-        self.models = [self._prepare(m.model, quantize) for m in members]
+        self.models = [m.model.to(self.device).eval() for m in members]
         self.model = self.models[0]
         lexical = None
-        if shortlist:  # one table for all members, so they score the same candidates
+        if spec.shortlist:  # one table for all members, so they score the same candidates
             if members[0].shortlist is None:
                 raise ShortlistError(
                     "this checkpoint has no shortlist; add one with: seq2seq shortlist "
                     "--model CKPT --output OUT.pt, then translate with --model OUT.pt --shortlist"
                 )
             lexical = Shortlist(members[0].shortlist)
-        scorers = [ModelScorer(model, lexical) for model in self.models]
+        self.decodings = [Decoding(m, spec.quantize, self.autocast_dtype) for m in self.models]
+        scorers = [ModelScorer(decoding, lexical) for decoding in self.decodings]
         self.scorer = scorers[0] if len(scorers) == 1 else Ensemble(scorers)
         # Sources longer than this are truncated: twice the longest training pair.
         self.max_src_len = 2 * self.loaded.config.data.max_len
 
-    def _prepare(self, model: Seq2Seq, quantize: str | None) -> Seq2Seq:
-        model = model.to(self.device).eval()
-        if quantize == "int8":  # every matrix product of the decoder step (quantize.py)
-            model = quantize_int8(model)
-        return model
+    @classmethod
+    def load(cls, spec: LoadSpec) -> Translator:
+        """The checkpoints of ``spec`` (several: an ensemble, sharing tokenizers and vocabularies)."""
+        spec = spec.resolve()
+        members = [checkpoint.load_model(p) for p in spec.model]
+        for other_path, other in zip(spec.model[1:], members[1:], strict=True):
+            _check_compatible(spec.model[0], members[0], other_path, other)
+        return cls(members, spec)
 
     @classmethod
     def from_checkpoint(
@@ -131,19 +162,28 @@ class Translator:
         quantize: str | None = None,
         shortlist: bool = False,
     ) -> Translator:
-        """One checkpoint, or several (an ensemble: they must share tokenizers and vocabularies)."""
-        paths = model_paths(path)
-        members = [checkpoint.load_model(p) for p in paths]
-        for other_path, other in zip(paths[1:], members[1:], strict=True):
-            _check_compatible(paths[0], members[0], other_path, other)
-        return cls(members, device, precision, quantize, shortlist)
+        """``Translator.load`` with the spec's fields as arguments."""
+        return cls.load(
+            LoadSpec.of(
+                path,
+                device=str(device),
+                precision=precision,
+                quantize=quantize,
+                shortlist=shortlist,
+            )
+        )
 
     def _decode(self, batch, options: DecodeOptions, keep_attention: bool):
         dtype = self.autocast_dtype
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
             if options.beam == 1:
                 found = greedy(
-                    self.scorer, batch.src, batch.src_lengths, options.max_len_ratio, keep_attention
+                    self.scorer,
+                    batch.src,
+                    batch.src_lengths,
+                    options.max_len_ratio,
+                    keep_attention,
+                    options.min_len,
                 )
                 return [[h] for h in found]
             return beam_search(self.scorer, batch.src, batch.src_lengths, options, keep_attention)
@@ -183,22 +223,17 @@ class Translator:
                 )
                 del tokens[self.max_src_len :]
         sources = [loaded.src_vocab.encode(tokens) for tokens in source_tokens]
-        results: list[list[Hypothesis]] = [[] for _ in lines]
-        lengths = [len(s) for s in sources]
-        nonempty = [i for i, length in enumerate(lengths) if length > 0]
-        for indices in token_batches(lengths, nonempty, options.tokens_per_batch, rng=None):
-            batch = collate(sources, None, indices).to(self.device)
-            nbest = self._decode(batch, options, keep_attention)
-            for i, hypotheses in zip(indices, nbest, strict=True):
-                results[i] = hypotheses
-            if on_batch is not None:
-                on_batch(len(indices))
-        if on_batch is not None and len(nonempty) < len(lines):
-            on_batch(len(lines) - len(nonempty))
+        results = decode_batches(
+            sources,
+            options.tokens_per_batch,
+            self.device,
+            lambda batch: self._decode(batch, options, keep_attention),
+            on_batch,
+        )
         translations = []
         for tokens, hypotheses in zip(source_tokens, results, strict=True):
             candidates = []
-            for h in hypotheses:
+            for h in hypotheses or []:
                 output_tokens = loaded.tgt_vocab.decode(h.tokens)
                 text = loaded.tgt_tokenizer.decode(output_tokens)
                 candidates.append(Candidate(text, output_tokens, h.log_prob, h.score, h.attention))
@@ -220,18 +255,5 @@ def attention_record(index: int, translation: Translation) -> dict:
 
 def plot_attention(record: dict, path: Path) -> None:
     """Heatmap PNG of one ``attention_record`` (needs matplotlib)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows, columns = len(record["output"]), len(record["source"])
-    figure, axes = plt.subplots(figsize=(max(4, 0.45 * columns + 1.5), max(3, 0.4 * rows + 1.5)))
-    axes.imshow(record["attention"] or [[0.0]], cmap="Greys", vmin=0, vmax=1, aspect="auto")
-    axes.set_xticks(range(columns), record["source"], rotation=60, ha="right", fontsize=8)
-    axes.set_yticks(range(rows), record["output"], fontsize=8)
-    axes.set_xlabel("source")
-    axes.set_ylabel("output")
-    figure.tight_layout()
+    figure = attention_figure(record["source"], record["output"], record["attention"])
     figure.savefig(path, dpi=100)
-    plt.close(figure)

@@ -15,32 +15,34 @@ import multiprocessing
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
 
 import torch
 
-from seq2seq import device as device_module
 from seq2seq.config import DecodeOptions
-from seq2seq.translate import Translation, Translator, attention_record
+from seq2seq.errors import UserError
+from seq2seq.translate import LoadSpec, Translation, Translator, attention_record
 
 Rendered = tuple[str, str | None]  # one input line's output rows and attention record
 
 
+class WorkerDied(UserError, RuntimeError):
+    """A decoding process ended without its results (killed by a signal)."""
+
+
 @dataclass(frozen=True)
 class FileJob:
-    """What to translate, where to, and how."""
+    """What to translate, where to, and how (``load`` resolved: see ``LoadSpec.resolve``)."""
 
-    model: str | tuple[str, ...]  # a checkpoint, or several: an ensemble
+    load: LoadSpec  # the checkpoint(s), device, precision, int8, shortlist
     input: str = "-"  # a text file (plain or .gz), or - for stdin
     output: str = "-"  # a file, or - for stdout
     attention: str | None = None  # JSON-lines file of attention matrices
     plot_dir: str | None = None  # heatmaps (PNG) of the first plot_count lines
     plot_count: int = 10
     decode: DecodeOptions = field(default_factory=DecodeOptions)
-    device: str = "auto"
-    precision: str = "auto"
-    quantize: str | None = None
-    shortlist: bool = False  # the checkpoint's vocabulary shortlist
     chunk_lines: int = 10_000
     workers: int = 1
 
@@ -81,9 +83,7 @@ class InProcessDecoder:
 
     def __init__(self, job: FileJob):
         self.job = job
-        self.translator = Translator.from_checkpoint(
-            job.model, job.device, job.precision, job.quantize, job.shortlist
-        )
+        self.translator = Translator.load(job.load)
 
     def map(self, lines: list[str], first: int, on_lines=None) -> list[Rendered]:
         indices = list(range(first, first + len(lines)))
@@ -101,16 +101,14 @@ def _init_worker(job: FileJob, devices, threads: int) -> None:
     global _worker_translator
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     torch.set_num_threads(threads)
-    device = devices.get() if devices is not None else job.device
-    _worker_translator = Translator.from_checkpoint(
-        job.model, device, job.precision, job.quantize, job.shortlist
-    )
+    spec = job.load if devices is None else replace(job.load, device=devices.get())
+    _worker_translator = Translator.load(spec)
 
 
 def _init_forked(threads: int) -> None:
     """A forked worker: the parent's model is already here (shared copy-on-write)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # The parent's SIGTERM handler came along with the fork; Pool.terminate() must simply end us.
+    # The parent's SIGTERM handler came along with the fork; close() terminates us and must simply end us.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     torch.set_num_threads(threads)
 
@@ -128,7 +126,7 @@ def can_fork(job: FileJob, threads: int = 1) -> bool:
     program calling ``translate_file`` may have used torch's threads before.
     """
     forks = sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
-    return forks and threads == 1 and device_module.pick_device(job.device).type == "cpu"
+    return forks and threads == 1 and job.load.device == "cpu"
 
 
 class PoolDecoder:
@@ -148,20 +146,18 @@ class PoolDecoder:
         if can_fork(job, threads):
             global _worker_translator
             torch.set_num_threads(1)  # the worker's share; the loaded model keeps no threads
-            _worker_translator = Translator.from_checkpoint(
-                job.model, job.device, job.precision, job.quantize, job.shortlist
-            )
+            _worker_translator = Translator.load(job.load)
             context = multiprocessing.get_context("fork")
-            self.pool = context.Pool(job.workers, _init_forked, (threads,))
+            self.pool = _pool(job.workers, context, _init_forked, (threads,))
             return
         context = multiprocessing.get_context("spawn")
-        gpus = torch.cuda.device_count() if job.device in ("auto", "cuda") else 0
+        gpus = torch.cuda.device_count() if job.load.device == "cuda" else 0  # auto or cuda
         devices = None
         if gpus > 1:
             devices = context.Queue()
             for i in range(job.workers):
                 devices.put(f"cuda:{i % gpus}")
-        self.pool = context.Pool(job.workers, _init_worker, (job, devices, threads))
+        self.pool = _pool(job.workers, context, _init_worker, (job, devices, threads))
 
     def map(self, lines: list[str], first: int, on_lines=None) -> list[Rendered]:
         # Dealt by length, so every worker gets a similar share of long and short lines.
@@ -169,7 +165,15 @@ class PoolDecoder:
         pieces = [order[k :: self.job.workers] for k in range(self.job.workers)]
         tasks = [(self.job, [lines[i] for i in p], [first + i for i in p]) for p in pieces]
         merged: list[Rendered | None] = [None] * len(lines)
-        for piece, rendered in zip(pieces, self.pool.map(_work, tasks), strict=True):
+        try:
+            results = list(self.pool.map(_work, tasks))
+        except BrokenProcessPool:
+            raise WorkerDied(
+                "a translation worker process died (killed by a signal: the OOM killer, if "
+                "memory ran out; then use fewer --workers or a smaller --batch-tokens); the "
+                "finished chunks are kept: run the same command with --resume"
+            ) from None
+        for piece, rendered in zip(pieces, results, strict=True):
             for i, item in zip(piece, rendered, strict=True):
                 merged[i] = item
         if on_lines is not None:
@@ -177,5 +181,16 @@ class PoolDecoder:
         return merged
 
     def close(self) -> None:
-        self.pool.terminate()
-        self.pool.join()
+        """Stop at once (Ctrl-C must not wait for a chunk): cancel, then end the workers."""
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:  # the executor has no terminate() before Python 3.14
+            process.terminate()
+        for process in processes:
+            process.join(timeout=10)
+
+
+def _pool(workers: int, context, initializer, initargs) -> ProcessPoolExecutor:
+    """A process pool that notices a dead worker: ``multiprocessing.Pool`` would replace it
+    and wait forever for its lost task (CPython bpo-22393); this one raises BrokenProcessPool."""
+    return ProcessPoolExecutor(workers, context, initializer=initializer, initargs=initargs)

@@ -40,6 +40,7 @@ def test_nan_steps_are_skipped_then_training_stops(tmp_path, monkeypatch):
     assert not (tmp_path / "run2" / "best.pt").exists()
 
 
+@pytest.mark.numerics
 @pytest.mark.slow
 def test_same_seed_same_validation_scores(tmp_path):
     config = dataclasses.replace(toy_config(max_steps=20, valid_every=10))

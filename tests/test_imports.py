@@ -1,4 +1,4 @@
-"""Imports flow one way: data -> model -> search -> train/translate/evaluate -> cli."""
+"""Imports flow one way: data -> model -> decoding -> search -> train/translate/evaluate -> cli."""
 
 import ast
 from pathlib import Path
@@ -13,32 +13,39 @@ LAYERS = {
     "download": 0,
     "metrics": 0,
     "device": 0,  # which device, which precision
-    "tokenize": 1,
+    "plots": 0,  # attention heatmaps (matplotlib)
+    "tokenization": 1,
     "tracking": 1,
     "distributed": 1,
     "schedule": 1,
     "corpus": 2,
     "prepare": 3,  # seq2seq prepare: a corpus tokenized once, as id arrays
     "data": 4,
-    "model": 5,
+    "model": 5,  # the math, and the teacher-forced training path
     "checkpoint": 6,
-    "quantize": 6,  # int8 inference through oneDNN
-    "scorer": 6,  # what search asks of a model, an ensemble, a shortlist
-    "search": 7,
+    "quantize": 6,  # int8 arithmetic through oneDNN
     "step": 6,  # one training step and its loss
-    "validate": 8,
-    "run": 8,  # what a training run holds, its resume state and checkpoints
-    "prune": 7,
-    "shortlist": 7,  # lexical shortlists of the output layer  # structured pruning of a checkpoint's weights
-    "train": 9,
-    "translate": 9,
-    "evaluate": 10,  # --model translates first
-    "workers": 10,  # who decodes a chunk: this process or a pool
-    "streaming": 11,  # files of any size through a Translator
-    "serve": 10,  # HTTP in front of a Translator
-    "arguments": 10,  # the command line's grammar; imports nothing of ours
-    "cli": 12,
-    "__main__": 13,
+    "decoding": 7,  # the inference path: a model prepared for decoding (fp32, int8)
+    "prune": 7,  # structured pruning of a checkpoint's weights
+    "shortlist": 7,  # lexical shortlists of the output layer
+    "scorer": 8,  # what search asks of a model, an ensemble, a shortlist
+    "search": 9,
+    "validate": 10,
+    "run": 10,  # what a training run holds, its resume state and checkpoints
+    "train": 11,
+    "translate": 11,
+    "serve_metrics": 11.2,  # the server's Prometheus metrics
+    "serve_batcher": 11.4,  # the server's queue and dynamic batching
+    "serve_guard": 11.4,  # the server's middlewares: host, API key, body bytes, text checks
+    "serve_shutdown": 11.6,  # the server drains on SIGTERM
+    "evaluate": 12,  # --model translates first
+    "workers": 12,  # who decodes a chunk: this process or a pool
+    "journal": 12,  # a file translation's partial outputs, progress journal and lock
+    "serve": 12,  # HTTP in front of a Translator
+    "arguments": 12,  # the command line's grammar; imports nothing of ours
+    "streaming": 13,  # files of any size through a Translator
+    "cli": 14,
+    "__main__": 15,
 }
 
 

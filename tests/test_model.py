@@ -1,9 +1,13 @@
 """Properties of the encoder, attention and decoder on a tiny random model."""
 
+import pytest
 import torch
 
+from seq2seq.decoding import Decoding
 from seq2seq.model import BahdanauAttention, length_mask
 from seq2seq.vocab import BOS_ID, PAD_ID
+
+pytestmark = pytest.mark.numerics  # run again under the other CPU kernels (.ci/run)
 
 
 def random_batch(lengths: list[int], vocab: int = 20, extra_pad: int = 0) -> tuple:
@@ -44,16 +48,33 @@ def test_attention_is_the_textbook_softmax_of_v_tanh():
 
 
 def test_decoding_logits_are_the_output_layers(tiny_model):
-    """Without gradients the output layer runs padded to 16 rows (15 here), then cut back."""
+    """Decoding runs the output layer padded to 16 rows (15 here), then cut back."""
     outputs = torch.rand(4, 3, 10) * 2 - 1  # (B, T, D)
     with torch.no_grad():
-        logits = tiny_model.decoder.logits(outputs)
+        logits = Decoding(tiny_model).logits(outputs)
         assert logits.shape == (4, 3, 15)
         torch.testing.assert_close(logits, tiny_model.decoder.output(outputs))
-        tiny_model.decoder.output.weight.mul_(2)  # a changed weight is picked up
+        ids = torch.tensor([0, 3, 14])
         torch.testing.assert_close(
-            tiny_model.decoder.logits(outputs), tiny_model.decoder.output(outputs)
+            Decoding(tiny_model).output_rows(ids)(outputs),
+            tiny_model.decoder.output(outputs)[..., ids],
         )
+
+
+def test_decoding_steps_are_the_training_steps(tiny_model):
+    """The looked-up embedding gates and the padded output change nothing but the speed."""
+    src, lengths = random_batch([6, 4])
+    decoding = Decoding(tiny_model)
+    with torch.no_grad():
+        encoded = tiny_model.encode(src, lengths)
+        state = ours = tiny_model.decoder.init_state(encoded)
+        for prev in ([BOS_ID, BOS_ID], [5, 9], [6, 10]):
+            prev = torch.tensor(prev)
+            output, state, weights = tiny_model.decoder.step(prev, state, encoded)
+            mine, ours, my_weights = decoding.step(prev, ours, decoding.encode(src, lengths))
+            torch.testing.assert_close(mine, output)
+            torch.testing.assert_close(my_weights, weights)
+            torch.testing.assert_close(decoding.logits(mine), tiny_model.decoder.logits(output))
 
 
 def test_encoder_outputs_ignore_extra_padding(tiny_model):

@@ -54,6 +54,7 @@ def logits(model: Seq2Seq) -> torch.Tensor:
         return model(src, torch.tensor([4, 2]), tgt_in)
 
 
+@pytest.mark.numerics
 def test_amount_zero_keeps_the_model_s_function():
     payload = payload_of(SIZES)
     torch.testing.assert_close(

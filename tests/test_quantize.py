@@ -1,12 +1,16 @@
 """int8 inference: close to fp32, and a sentence's translation independent of its batch."""
 
+import pytest
 import torch
 
 from seq2seq.config import DecodeOptions
-from seq2seq.quantize import Int8Linear, quantize_int8
+from seq2seq.decoding import Decoding
+from seq2seq.quantize import Int8Layer, Int8Linear
 from seq2seq.search import beam_search, greedy
 
 from .test_model import random_batch
+
+pytestmark = pytest.mark.numerics  # run again under the other CPU kernels (.ci/run)
 
 
 def test_int8_linear_is_close_to_fp32_on_bounded_inputs():
@@ -39,15 +43,33 @@ def test_padding_the_outputs_to_a_multiple_of_16_changes_no_output():
 
 
 def test_the_whole_decoder_step_is_quantized(tiny_model):
-    model = quantize_int8(tiny_model)
-    decoder = model.decoder
-    assert decoder.int8_projections is not None and len(decoder.int8_projections) == 2
-    for layer in (decoder.combine, decoder.output, decoder.attention.query_proj):
-        assert isinstance(layer, Int8Linear)
+    decoding = Decoding(tiny_model, quantize="int8")
+    projections = decoding.layers.projections
+    assert len(projections) == 2 and all(isinstance(p, Int8Layer) for p in projections)
+    layers = (decoding.layers.query, decoding.layers.combine, decoding.key_proj, decoding.output)
+    assert all(isinstance(layer, Int8Linear) for layer in layers)
+    assert isinstance(tiny_model.decoder.combine, torch.nn.Linear)  # the model is not changed
+
+
+def test_int8_decoding_is_close_to_fp32(tiny_model):
+    src, lengths = random_batch([6, 4, 3, 5])
+    fp32, int8 = Decoding(tiny_model), Decoding(tiny_model, quantize="int8")
+    with torch.no_grad():
+        encoded = [d.encode(src, lengths) for d in (fp32, int8)]
+        states = [d.init_state(e) for d, e in zip((fp32, int8), encoded, strict=True)]
+        prev = torch.full((4,), 2)  # BOS
+        for _ in range(3):
+            steps = [
+                d.step(prev, s, e) for d, s, e in zip((fp32, int8), states, encoded, strict=True)
+            ]
+            (a, sa, _), (b, sb, _) = steps
+            logits = fp32.logits(a)
+            assert (int8.logits(b) - logits).abs().max() < 0.05 * logits.abs().max()
+            states, prev = [sa, sb], logits.argmax(-1)
 
 
 def test_an_int8_translation_does_not_depend_on_the_batch(tiny_model):
-    model = quantize_int8(tiny_model)
+    model = Decoding(tiny_model, quantize="int8")
     src, lengths = random_batch([6, 4, 3, 5])
     together = greedy(model, src, lengths)
     beams = beam_search(model, src, lengths, DecodeOptions(beam=3))

@@ -11,6 +11,8 @@ from seq2seq.data import collate
 from seq2seq.search import beam_search, greedy, length_penalty
 from seq2seq.vocab import EOS_ID
 
+pytestmark = pytest.mark.numerics  # run again under the other CPU kernels (.ci/run)
+
 
 @pytest.fixture(scope="module")
 def toy(toy_checkpoint):
@@ -95,6 +97,21 @@ def test_min_len_delays_eos(tiny_model):
         len(beam_search(tiny_model, src, lengths, DecodeOptions(beam=2, min_len=4))[0][0].tokens)
         == 4
     )
+
+
+@pytest.mark.parametrize("min_len", [1, 4, 50])
+def test_beam_one_equals_greedy_with_min_len(tiny_model, min_len):
+    # EOS is the favourite, so min_len decides the length (50: the length limit does).
+    with torch.no_grad():
+        tiny_model.decoder.output.bias[EOS_ID] = 3.0
+    src, lengths = as_batch([[5, 6, 7], [8, 9], [4, 5, 6, 7, 8, 9]])
+    options = DecodeOptions(beam=1, min_len=min_len)
+    found = greedy(tiny_model, src, lengths, min_len=min_len)
+    beams = beam_search(tiny_model, src, lengths, options)
+    assert [h.tokens for h in found] == [n[0].tokens for n in beams]
+    assert [h.log_prob for h in found] == pytest.approx([n[0].log_prob for n in beams], abs=1e-5)
+    limits = [int(n * 2.0) + 5 for n in (3, 2, 6)]
+    assert all(len(h.tokens) >= min(min_len, limit) for h, limit in zip(found, limits, strict=True))
 
 
 def test_attention_rows_are_distributions(toy):

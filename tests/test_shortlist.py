@@ -13,6 +13,8 @@ from seq2seq.vocab import SPECIALS
 
 from .test_model import random_batch
 
+pytestmark = pytest.mark.numerics  # run again under the other CPU kernels (.ci/run)
+
 
 def toy_table(per_source: int = 2) -> dict:
     # Source 4 always comes with target 7, source 5 with target 8; 6 with anything.

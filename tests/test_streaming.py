@@ -12,8 +12,9 @@ import time
 import pytest
 
 from seq2seq.config import DecodeOptions
-from seq2seq.streaming import FileJob, ResumeError, journal_path, translate_file
-from seq2seq.translate import Translator
+from seq2seq.streaming import ResumeError, journal_path, translate_file
+from seq2seq.translate import LoadSpec, Translator
+from seq2seq.workers import FileJob
 
 from .conftest import ROOT
 
@@ -50,12 +51,11 @@ def test_chunks_keep_order_and_one_line_per_line(toy_checkpoint, tmp_path):
     source = tmp_path / "in.txt"
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
     job = FileJob(
-        model=str(toy_checkpoint),
+        LoadSpec.of(toy_checkpoint, device="cpu"),
         input=str(source),
         output=str(tmp_path / "out.txt"),
         attention=str(tmp_path / "att.jsonl"),
         decode=DecodeOptions(beam=3),
-        device="cpu",
         chunk_lines=7,  # 60 lines: 9 chunks, the last one short
     )
     assert translate_file(job) == 60
@@ -167,11 +167,20 @@ def test_resume_with_other_settings_is_refused(toy_checkpoint, tmp_path):
     source.write_text("a b\nc d\n", encoding="utf-8")
     out = tmp_path / "out.txt"
     job = FileJob(
-        str(toy_checkpoint), str(source), str(out), decode=DecodeOptions(beam=2), device="cpu"
+        LoadSpec.of(toy_checkpoint, device="cpu"),
+        str(source),
+        str(out),
+        decode=DecodeOptions(beam=2),
     )
     journal_path(out).write_text(
         json.dumps(
-            {"format": "seq2seq-translate-progress", "settings": {}, "lines": 1, "sizes": [4, None]}
+            {
+                "format": "seq2seq-translate-progress",
+                "settings": {},
+                "lines": 1,
+                "sizes": [4, None],
+                "digest": "",
+            }
         )
     )
     with pytest.raises(ResumeError, match="other settings"):
@@ -180,6 +189,7 @@ def test_resume_with_other_settings_is_refused(toy_checkpoint, tmp_path):
         translate_file(job)
 
 
+@pytest.mark.numerics
 def test_two_workers_write_what_one_writes(toy_checkpoint, tmp_path):
     source = tmp_path / "in.txt"
     source.write_text("\n".join(toy_lines(400, seed=2)) + "\n", encoding="utf-8")
@@ -200,9 +210,9 @@ def test_forked_and_spawned_workers_agree_with_one_process(
     from seq2seq import workers as pool
 
     if fork:
-        if not pool.can_fork(FileJob(model=str(toy_checkpoint), device="cpu")):
+        if not pool.can_fork(FileJob(LoadSpec.of(toy_checkpoint, device="cpu"))):
             pytest.skip("forking workers needs Linux")
-        assert not pool.can_fork(FileJob(model=str(toy_checkpoint), device="cpu"), threads=2)
+        assert not pool.can_fork(FileJob(LoadSpec.of(toy_checkpoint, device="cpu")), threads=2)
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # a core per worker
     else:
         monkeypatch.setattr(pool, "can_fork", lambda job, threads: False)
@@ -211,7 +221,7 @@ def test_forked_and_spawned_workers_agree_with_one_process(
     outputs = []
     for workers in (1, 2):
         out = tmp_path / f"out{workers}.txt"
-        job = FileJob(model=str(toy_checkpoint), input=str(source), output=str(out), device="cpu",
+        job = FileJob(LoadSpec.of(toy_checkpoint, device="cpu"), input=str(source), output=str(out),
                       decode=DecodeOptions(beam=3), chunk_lines=120, workers=workers)  # fmt: skip
         assert translate_file(job) == 300
         outputs.append(out.read_bytes())

@@ -2,7 +2,7 @@
 
 import pytest
 
-from seq2seq.tokenize import JOINER, SpacyTokenizer, from_data, train_sentencepiece
+from seq2seq.tokenization import JOINER, SpacyTokenizer, from_data, train_sentencepiece
 from seq2seq.vocab import EOS_ID, SPECIALS, UNK_ID, Vocab
 
 LINES = [
@@ -59,7 +59,7 @@ def test_vocab_build_limits_and_encoding():
 
 
 def test_preprocessing_round_trips_through_plain_data():
-    from seq2seq.tokenize import Preprocessing, SpacyTokenizer
+    from seq2seq.tokenization import Preprocessing, SpacyTokenizer
     from seq2seq.vocab import Vocab
 
     tokenizer = SpacyTokenizer("xx")

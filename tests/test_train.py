@@ -34,6 +34,7 @@ def with_dropout(config, dropout: float):
     return dataclasses.replace(config, model=dataclasses.replace(config.model, dropout=dropout))
 
 
+@pytest.mark.numerics
 def test_resume_continues_exactly(tmp_path):
     # Dropout on, so the restored RNG state matters; 3 batches per step via accumulation
     # checks the position in the data is kept mid-epoch.
@@ -58,6 +59,7 @@ def test_resume_continues_exactly(tmp_path):
     assert scores[0] == scores[1]
 
 
+@pytest.mark.numerics
 def test_resume_with_subword_sampling_continues_exactly(tmp_path):
     # Each epoch draws its own segmentation; the resumed run must draw the same ones.
     from .test_data import sampled_words_data
@@ -124,6 +126,7 @@ def test_offline_wandb_run_records_metrics(tmp_path, monkeypatch):
     assert any(key.startswith("valid/samples/") for r in rows for key in r)
 
 
+@pytest.mark.numerics
 def test_checkpoint_averaging(tmp_path):
     import subprocess
     import sys

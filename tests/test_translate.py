@@ -107,12 +107,14 @@ def test_cli_in_a_pipe_and_nbest(toy_checkpoint, tmp_path):
     assert float(rows[0][1]) >= float(rows[1][1])
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("options", [{"precision": "bf16"}, {"quantize": "int8"}])
 def test_reduced_precision_still_translates(toy_checkpoint, options):
     fast = Translator.from_checkpoint(toy_checkpoint, device="cpu", **options)
     assert fast.translate(["a b c d", "q r s"], beam=5) == ["d c b a", "s r q"]
 
 
+@pytest.mark.numerics
 def test_an_ensemble_of_a_model_with_itself_translates_as_the_model(toy_checkpoint):
     lines = ["a b c d", "e f", "", "g h i j k l"]
     single = Translator.from_checkpoint(toy_checkpoint, "cpu")
@@ -121,6 +123,7 @@ def test_an_ensemble_of_a_model_with_itself_translates_as_the_model(toy_checkpoi
         assert pair.translate(lines, beam=beam) == single.translate(lines, beam=beam)
 
 
+@pytest.mark.numerics
 def test_ensemble_beam_one_is_ensemble_greedy(toy_checkpoint, tmp_path):
     import torch
 
@@ -157,6 +160,7 @@ def test_an_ensemble_with_another_vocabulary_is_refused(toy_checkpoint, tmp_path
         Translator.from_checkpoint([toy_checkpoint, other], "cpu")
 
 
+@pytest.mark.numerics
 def test_shortlist_command_then_translate_with_it(toy_checkpoint, tmp_path):
     out = tmp_path / "with_shortlist.pt"
     made = subprocess.run(

@@ -4,7 +4,7 @@
 #     WORK default /work/onmt/work, VENV default /work/onmt/.venv
 # 1. unpacks Multi30k de-en train/val/test_2016_flickr into WORK/data/
 # 2. trains a joint 8k unigram SentencePiece model (character_coverage 1.0,
-#    hard_vocab_limit false: the settings of seq2seq/tokenize.py) on
+#    hard_vocab_limit false: the settings of seq2seq/tokenization.py) on
 #    train.de + train.en -> WORK/spm8k.model
 # 3. onmt_build_vocab with scripts/onmt/multi30k_de_en.yaml -> WORK/vocab.{src,tgt}
 # Idempotent: steps whose output exists are skipped. CPU work is pinned to
