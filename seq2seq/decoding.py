@@ -82,17 +82,21 @@ class Decoding:
             torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None),
         ):
             self.table = decoder.embedding_gate_table().float()  # (V, 4D)
-            fp32_output = PaddedOutput(decoder.output.weight, decoder.output.bias)
             if quantize == "int8":
                 int8 = quantize_decoder(model)
                 self.layers = StepLayers(int8.projections, int8.query, int8.combine)
-                self.key_proj, self.pre_output = int8.key_proj, int8.pre_output
-                self.output = int8.output or fp32_output
+                self.key_proj, self.pre_output, self.output = (
+                    int8.key_proj,
+                    int8.pre_output,
+                    int8.output,
+                )
             else:
                 self.layers = decoder.step_layers()
                 self.key_proj, self.pre_output = decoder.attention.key_proj, decoder.pre_output
-                self.output = fp32_output
-        self.vocab_size = fp32_output.out_features
+                self.output = None
+            if self.output is None:  # fp32, or int8 with tied embeddings
+                self.output = PaddedOutput(decoder.output.weight, decoder.output.bias)
+        self.vocab_size = decoder.output.out_features
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> Encoded:
         """Source ids (B, S) and lengths (B,) -> what every step reads."""

@@ -7,7 +7,7 @@ limits come from its own source length and a finished sentence stops.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -240,17 +240,6 @@ def _extend(beams: _Beams, top_scores, token, source_rows, weights) -> None:
     beams.scores, beams.prev = keep_scores, keep_tokens
 
 
-def in_batches(
-    sources: list[list[int]], batch_tokens: int, device: torch.device
-) -> Iterator[tuple[list[int], Batch]]:
-    """The non-empty ``sources`` (id lists) sorted by length, in batches of at most
-    ``batch_tokens`` tokens on ``device``: (their indices in ``sources``, the batch)."""
-    lengths = [len(s) for s in sources]
-    nonempty = [i for i, length in enumerate(lengths) if length > 0]
-    for indices in token_batches(lengths, nonempty, batch_tokens, rng=None):
-        yield indices, collate(sources, None, indices).to(device)
-
-
 def decode_batches(
     sources: list[list[int]],
     batch_tokens: int,
@@ -262,8 +251,11 @@ def decode_batches(
     batches; the results in input order, None for an empty source (never decoded).
     ``on_batch`` hears how many lines each batch finished (the empty ones at the end)."""
     results: list = [None] * len(sources)
+    lengths = [len(s) for s in sources]
+    nonempty = [i for i, length in enumerate(lengths) if length > 0]
     done = 0
-    for indices, batch in in_batches(sources, batch_tokens, device):
+    for indices in token_batches(lengths, nonempty, batch_tokens, rng=None):
+        batch = collate(sources, None, indices).to(device)
         for i, result in zip(indices, decode(batch), strict=True):
             results[i] = result
         done += len(indices)
