@@ -15,7 +15,11 @@
 #                   allowed, the same for both tools
 #   EXTRA_OURS="--quantize int8;--precision bf16"
 #                   extra seq2seq variants, ';'-separated flag lists; each adds
-#                   a row against the same onmt_translate time
+#                   a row against the same onmt_translate time, and a start-up row.
+#                   An export (seq2seq export) is a variant too: "--model DIR";
+#                   a first word bin=PATH runs another seq2seq, e.g. the runtime's
+#                   own venv without torch (scripts/runtime_venv.sh):
+#                   EXTRA_OURS="bin=/tmp/rt/bin/seq2seq --model /tmp/export_int8"
 #   REPEATS=1       timed runs per cell; the median is reported
 #   ENVS="native avx2"   which CPU environments to run
 #   BEAMS="5 1"     beam sizes (1 = greedy)
@@ -117,10 +121,11 @@ now() { date +%s.%N; }
 # run_ours ENV BEAM SRC OUTFILE FLAGS... ; prints seconds
 run_ours() {
   local e=$1 k=$2 src=$3 out=$4; shift 4
-  local t0 t1
+  local t0 t1 bin=$S2S
+  if [[ "${1:-}" == bin=* ]]; then bin=${1#bin=}; shift; fi
   t0=$(now)
   # shellcheck disable=SC2046
-  env $(env_vars "$e") "${PIN[@]}" "$S2S" translate --model "$OURS" --beam "$k" \
+  env $(env_vars "$e") "${PIN[@]}" "$bin" translate --model "$OURS" --beam "$k" \
     --device cpu "$@" < "$src" > "$out" 2>> "$out.log" \
     || { echo "seq2seq failed, see $out.log" >&2; exit 1; }
   t1=$(now)
@@ -171,10 +176,15 @@ echo
 echo "| env | beam | seq2seq flags | seq2seq s | BLEU | len | onmt s | BLEU | len | speed-up |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for e in $ENVS; do
-  ts=$(run_ours "$e" 1 "$OUT/one.de" "$OUT/startup.ours.$e")
   to=$(run_onmt "$e" 1 "$OUT/one.de" "$OUT/startup.onmt.$e")
-  printf "| %s | startup (1 sentence) | | %.2f | | | %.2f | | | %.2f |\n" \
-    "$e" "$ts" "$to" "$(echo "$to / $ts" | bc -l)"
+  i=0
+  for v in "${VARIANTS[@]}"; do
+    # shellcheck disable=SC2086
+    ts=$(for _ in $(seq "$REPEATS"); do run_ours "$e" 1 "$OUT/one.de" "$OUT/startup.ours.$e.v$i" $v; done | median)
+    printf "| %s | startup (1 sentence) | %s | %.2f | | | %.2f | | | %.2fx |\n" \
+      "$e" "${v:-default}" "$ts" "$to" "$(echo "$to / $ts" | bc -l)"
+    i=$((i + 1))
+  done
   for k in $BEAMS; do
     fo=$OUT/onmt.$e.beam$k.en
     to=$(repeat onmt "$e" "$k" "$fo")

@@ -95,7 +95,8 @@ def _translate(commands) -> None:
         "--model",
         required=True,
         nargs="+",
-        help="checkpoint, e.g. runs/x/best.pt; several: an ensemble (mean log-probabilities)",
+        help="checkpoint, e.g. runs/x/best.pt; several: an ensemble (mean log-probabilities); "
+        "or a folder from seq2seq export (ONNX Runtime, no PyTorch)",
     )
     translate.add_argument("--input", default="-", help="raw text, plain or .gz; - for stdin")
     translate.add_argument("--output", default="-", help="one line per input line; - for stdout")
@@ -135,7 +136,10 @@ def _translate(commands) -> None:
 def _serve(commands) -> None:
     serve = commands.add_parser("serve", help="serve a model over HTTP (needs seq2seq[serve])")
     serve.add_argument(
-        "--model", required=True, nargs="+", help="checkpoint (several: an ensemble)"
+        "--model",
+        required=True,
+        nargs="+",
+        help="checkpoint (several: an ensemble), or a folder from seq2seq export",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080)
@@ -202,7 +206,9 @@ def _evaluate(commands) -> None:
     )
     evaluate.add_argument("--lowercase", action="store_true", help="case-insensitive scoring")
     evaluate.add_argument(
-        "--model", nargs="+", help="translate --src with this checkpoint (several: an ensemble)"
+        "--model",
+        nargs="+",
+        help="translate --src with this checkpoint (several: an ensemble) or export folder",
     )
     evaluate.add_argument("--src", help="source file for --model")
     evaluate.add_argument("--output", help="with --model: also write the translations here")
@@ -249,6 +255,18 @@ def _corpus_tools(commands) -> None:
     prepare.add_argument("--output", required=True, help="folder for meta.pt and the arrays")
     prepare.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     prepare.add_argument("--workers", type=positive_int, default=2, help="tokenizer processes")
+
+    export = commands.add_parser(
+        "export", help="write a checkpoint as ONNX graphs for decoding without PyTorch"
+    )
+    export.add_argument("--model", required=True, help="the checkpoint")
+    export.add_argument("--output", required=True, help="the folder to write (a new one)")
+    export.add_argument(
+        "--quantize",
+        choices=["int8"],
+        help="int8 matrix products in the decoder step (smaller, faster on most CPUs)",
+    )
+    export.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
 
     download = commands.add_parser("download", help="fetch a public corpus into data/")
     download.add_argument("corpus", choices=["multi30k", "tatoeba_de_en"])

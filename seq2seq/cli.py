@@ -59,7 +59,7 @@ def _decode_options(args: argparse.Namespace, **more):
 def _load_spec(args: argparse.Namespace):
     """What ``--model``, ``--device``, ``--precision``, ``--quantize`` and ``--shortlist`` ask to
     load, resolved once for this command."""
-    from seq2seq.translate import LoadSpec
+    from seq2seq.translation import LoadSpec
 
     spec = LoadSpec.of(
         args.model,
@@ -72,8 +72,6 @@ def _load_spec(args: argparse.Namespace):
 
 
 def _translate(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from seq2seq.streaming import count_lines, translate_file
     from seq2seq.workers import FileJob
 
@@ -90,10 +88,14 @@ def _translate(args: argparse.Namespace) -> int:
         chunk_lines=args.chunk_lines,
         workers=args.workers,
     )
-    show_bar = sys.stderr.isatty() and not args.quiet
-    total = count_lines(args.input) if show_bar else None
     signal.signal(signal.SIGTERM, _raise_interrupt)  # finished chunks are kept either way
-    with tqdm(total=total, unit="line", disable=not show_bar, file=sys.stderr) as bar:
+    if not sys.stderr.isatty() or args.quiet:  # no bar: tqdm is not even imported (start-up)
+        translate_file(job, resume=args.resume)
+        return 0
+    from tqdm import tqdm
+
+    total = count_lines(args.input)
+    with tqdm(total=total, unit="line", file=sys.stderr) as bar:
         translate_file(job, resume=args.resume, on_lines=bar.update)
     return 0
 
@@ -111,7 +113,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"serve needs FastAPI, uvicorn and prometheus-client ({error.name} is missing): "
             "pip install 'seq2seq[serve]'"
         ) from None
-    from seq2seq.translate import Translator
+    from seq2seq.translators import load_translator
 
     settings = ServeSettings(
         max_beam=args.max_beam,
@@ -129,7 +131,7 @@ def _serve(args: argparse.Namespace) -> int:
         decode=_decode_options(args),
     )
     settings.check()  # before the model loads
-    translator = Translator.load(_load_spec(args))
+    translator = load_translator(_load_spec(args))
     name = " + ".join(Path(model).stem for model in args.model)  # a name, never a path
     serve(translator, settings, args.host, args.port, name)
     return 0
@@ -236,6 +238,15 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from seq2seq.export import export
+
+    folder = export(args.model, args.output, args.quantize, args.overwrite)
+    size = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
+    print(f"{folder}: {size:.1f} MB; translate with --model {folder}")
+    return 0
+
+
 def _download(args: argparse.Namespace) -> int:
     from seq2seq.download import download
 
@@ -267,6 +278,7 @@ HANDLERS = {
     "prune": _prune,
     "shortlist": _shortlist,
     "prepare": _prepare,
+    "export": _export,
     "download": _download,
 }
 

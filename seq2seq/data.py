@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
 from seq2seq.config import DataConfig
-from seq2seq.corpus import DataError, TokenStore, read_parallel, resolve
+from seq2seq.corpus import DataError, TokenStore, read_parallel, resolve, token_batches
 from seq2seq.prepare import open_prepared
 from seq2seq.tokenization import (
     Preprocessing,
@@ -88,35 +88,6 @@ def collate(src: Sequence[list[int]], tgt: Sequence[list[int]] | None, indices) 
     tgt_out = pad([tgt[i] + [EOS_ID] for i in indices])
     n_tokens = sum(len(tgt[i]) + 1 for i in indices)
     return Batch(pad(src_seqs), src_lengths, tgt_in, tgt_out, indices, n_tokens)
-
-
-def token_batches(
-    lengths, indices, batch_tokens: int, rng: np.random.Generator | None
-) -> list[np.ndarray]:
-    """Group ``indices`` into batches of at most ``batch_tokens`` padded tokens.
-
-    Sentences are sorted by length so a batch holds similar lengths and
-    padding stays low. With ``rng`` the ties are broken at random and the
-    batch order is shuffled (training); without, the order is by length.
-    Works on arrays, so millions of sentences cost seconds, not minutes.
-    """
-    lengths, indices = np.asarray(lengths), np.asarray(indices, dtype=np.int64)
-    if rng is None:
-        order = indices[np.argsort(lengths[indices], kind="stable")]
-    else:
-        order = indices[np.lexsort((rng.random(len(indices)), lengths[indices]))]
-    boundaries, count, longest = [], 0, 0
-    for position, length in enumerate(lengths[order].tolist()):
-        longest_if_added = max(longest, length)
-        if count and longest_if_added * (count + 1) > batch_tokens:
-            boundaries.append(position)
-            count, longest_if_added = 0, length
-        count += 1
-        longest = longest_if_added
-    batches = np.split(order, boundaries) if len(order) else []
-    if rng is not None:
-        batches = [batches[i] for i in rng.permutation(len(batches))]
-    return batches
 
 
 def epoch_batches(

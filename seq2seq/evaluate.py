@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from seq2seq import checkpoint
 from seq2seq import config as config_module
 from seq2seq.config import DecodeOptions
 from seq2seq.corpus import read_lines
 from seq2seq.errors import UserError
 from seq2seq.metrics import Comparison, Score, corpus_score, paired_test
 from seq2seq.tracking import log_evaluation
-from seq2seq.translate import LoadSpec, Translator
+from seq2seq.translation import LoadSpec
+from seq2seq.translators import load_translator
 
 
 class EvaluationError(UserError, ValueError):
@@ -113,7 +113,7 @@ def evaluate_model(
     sources = read_lines(src)
     references = read_references(refs, len(sources), str(src))
     spec = model if isinstance(model, LoadSpec) else LoadSpec.of(model)
-    translator = Translator.load(spec)
+    translator = load_translator(spec)
     hypotheses = translator.translate(sources, translate_options)
     return evaluate_lines(hypotheses, references, metrics, **options)
 
@@ -126,6 +126,8 @@ def log_to_wandb(
     The checkpoint names that run; see ``tracking.log_evaluation`` for where
     the scores go when it cannot be continued (offline).
     """
+    from seq2seq import checkpoint  # torch: a checkpoint names the run, an export does not
+
     payload = checkpoint.load(model)
     config = config_module.from_dict(payload["config"], where=f"{model} (stored config)")
     sources, references = read_lines(src), read_lines(refs[0])

@@ -46,7 +46,6 @@ from seq2seq.serve_guard import (
 from seq2seq.serve_metrics import ServeMetrics
 from seq2seq.serve_shutdown import DrainingServer
 from seq2seq.tokenization import SpacyTokenizer
-from seq2seq.translate import Translator
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +225,7 @@ def _add_probes(app: FastAPI, model_name: str) -> None:
         return Response(body, media_type=content_type)
 
 
-def create_app(translator: Translator, settings: ServeSettings, model_name: str = "") -> FastAPI:
+def create_app(translator, settings: ServeSettings, model_name: str = "") -> FastAPI:
     """The server as an ASGI app; ``model_name`` (a name, never a path) shows in /health and /docs."""
     metrics, state = ServeMetrics(), ServeState()
     decode = settings.decode
@@ -277,9 +276,7 @@ def create_app(translator: Translator, settings: ServeSettings, model_name: str 
     return app
 
 
-def serve(
-    translator: Translator, settings: ServeSettings, host: str, port: int, model_name: str
-) -> None:
+def serve(translator, settings: ServeSettings, host: str, port: int, model_name: str) -> None:
     """Serve until SIGTERM or SIGINT, then drain (``DrainingServer``) and return."""
     settings.check()
     app = create_app(translator, settings, model_name)

@@ -47,7 +47,8 @@ from seq2seq.journal import (
     read_journal,
     write_journal,
 )
-from seq2seq.translate import plot_attention
+from seq2seq.runtime.exported import read_manifest
+from seq2seq.translation import identity_file, plot_attention
 from seq2seq.workers import FileJob, InProcessDecoder, PoolDecoder, Rendered
 
 __all__ = ["ResumeError", "count_lines", "journal_path", "translate_file"]
@@ -59,7 +60,7 @@ def _settings(job: FileJob) -> dict:
     """Everything that decides the output bytes: a resumed run must match it."""
     model = hashlib.sha256()
     for path in job.load.model:
-        with open(path, "rb") as handle:
+        with open(identity_file(path), "rb") as handle:
             while block := handle.read(1 << 20):
                 model.update(block)
     settings = {
@@ -112,7 +113,10 @@ def translate_file(
 
 
 def _check_paths(job: FileJob) -> None:
-    for name, what in [(m, "checkpoint") for m in job.load.model] + [(job.input, "input")]:
+    if job.load.exported:
+        read_manifest(job.load.model[0])  # a one-line error for a folder that is not an export
+    models = [(str(identity_file(m)), "checkpoint") for m in job.load.model]
+    for name, what in models + [(job.input, "input")]:
         if name != "-" and not Path(name).is_file():
             raise DataError(f"{name}: no such {what} file")
     named = {"--input": job.input, "--output": job.output, "--attention": job.attention}

@@ -11,72 +11,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
 from seq2seq import checkpoint
 from seq2seq import device as device_module
 from seq2seq.checkpoint import LoadedModel
 from seq2seq.config import DecodeOptions
-from seq2seq.decoding import QUANTIZE, Decoding
-from seq2seq.errors import UserError
-from seq2seq.plots import attention_figure
+from seq2seq.decoding import Decoding
 from seq2seq.scorer import Ensemble, ModelScorer
 from seq2seq.search import beam_search, decode_batches, greedy
 from seq2seq.shortlist import Shortlist, ShortlistError
 from seq2seq.tokenization import mismatched
+from seq2seq.translation import (  # noqa: F401 (the API's names, defined torch-free)
+    Candidate,
+    LoadSpec,
+    TranslateError,
+    Translation,
+    attention_record,
+    model_paths,
+    plot_attention,
+)
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
-
-
-class TranslateError(UserError, ValueError):
-    """A decoding option or device that cannot work."""
-
-
-def model_paths(model: str | Path | Sequence[str | Path]) -> tuple[str, ...]:
-    """``--model a.pt`` or ``--model a.pt b.pt ...`` as a tuple of paths."""
-    return (str(model),) if isinstance(model, (str, Path)) else tuple(str(m) for m in model)
-
-
-@dataclass(frozen=True)
-class LoadSpec:
-    """What to load for decoding and how: the CLI, workers, evaluate, serve and the API
-    all take one. ``resolve()`` checks it and fixes ``auto`` once (device, precision), so
-    a warning about the precision is printed once, however many processes load it."""
-
-    model: tuple[str, ...]  # one checkpoint, or several: an ensemble
-    device: str = "auto"  # auto, cpu, cuda or cuda:N
-    precision: str = "auto"  # fp32, bf16, fp16 or auto
-    quantize: str | None = None  # None or int8 (CPU only)
-    shortlist: bool = False  # the checkpoint's vocabulary shortlist
-    resolved: bool = False  # device and precision are concrete and were checked
-
-    @classmethod
-    def of(cls, model: str | Path | Sequence[str | Path], **options) -> LoadSpec:
-        return cls(model_paths(model), **options)
-
-    def resolve(self) -> LoadSpec:
-        if self.resolved:
-            return self
-        if self.precision not in PRECISIONS:
-            raise TranslateError(
-                f"precision must be fp32, bf16, fp16 or auto, got {self.precision!r}"
-            )
-        if self.quantize not in QUANTIZE:
-            raise TranslateError(f"quantize must be int8 or None, got {self.quantize!r}")
-        device = device_module.pick_device(self.device)
-        if self.quantize == "int8" and device.type != "cpu":
-            raise TranslateError(
-                f"int8 quantization is for CPU inference, not {device}; use --device cpu"
-            )
-        precision = device_module.resolve_precision(self.precision, device)
-        return replace(self, device=str(device), precision=precision, resolved=True)
-
 
 PART_NAMES = {
     "src_vocab": "source vocabulary",
@@ -96,25 +55,6 @@ def _check_compatible(first_path, first: LoadedModel, path, other: LoadedModel) 
             "share tokenizers and vocabularies (train them with data.vocab_from set to one "
             "checkpoint, or from one prepared folder)"
         )
-
-
-@dataclass
-class Candidate:
-    text: str
-    tokens: list[str]
-    log_prob: float  # sum of token log-probabilities
-    score: float  # the ranking score: log_prob / length penalty
-    attention: Tensor | None  # (output tokens + EOS, source tokens)
-
-
-@dataclass
-class Translation:
-    source_tokens: list[str]
-    candidates: list[Candidate]  # n-best, best first; empty for an empty input
-
-    @property
-    def text(self) -> str:
-        return self.candidates[0].text if self.candidates else ""
 
 
 class Translator:
@@ -239,21 +179,3 @@ class Translator:
                 candidates.append(Candidate(text, output_tokens, h.log_prob, h.score, h.attention))
             translations.append(Translation(tokens, candidates))
         return translations
-
-
-def attention_record(index: int, translation: Translation) -> dict:
-    """One JSON-lines record: source tokens, output tokens (+ EOS) and the attention matrix."""
-    best = translation.candidates[0] if translation.candidates else None
-    matrix = best.attention.tolist() if best is not None and best.attention is not None else []
-    return {
-        "line": index + 1,
-        "source": translation.source_tokens,
-        "output": (best.tokens + ["</s>"]) if best is not None else [],
-        "attention": matrix,  # rows: output tokens, columns: source tokens
-    }
-
-
-def plot_attention(record: dict, path: Path) -> None:
-    """Heatmap PNG of one ``attention_record`` (needs matplotlib)."""
-    figure = attention_figure(record["source"], record["output"], record["attention"])
-    figure.savefig(path, dpi=100)

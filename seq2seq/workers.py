@@ -19,11 +19,10 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 
-import torch
-
 from seq2seq.config import DecodeOptions
 from seq2seq.errors import UserError
-from seq2seq.translate import LoadSpec, Translation, Translator, attention_record
+from seq2seq.translation import LoadSpec, Translation, attention_record
+from seq2seq.translators import load_translator, set_threads
 
 Rendered = tuple[str, str | None]  # one input line's output rows and attention record
 
@@ -63,7 +62,7 @@ def render(index: int, translation: Translation, n_best: int, attention: bool) -
 
 
 def _translate_piece(
-    translator: Translator, lines: list[str], indices: list[int], job: FileJob, on_batch=None
+    translator, lines: list[str], indices: list[int], job: FileJob, on_batch=None
 ) -> list[Rendered]:
     translations = translator.translate_detailed(
         lines,
@@ -83,7 +82,7 @@ class InProcessDecoder:
 
     def __init__(self, job: FileJob):
         self.job = job
-        self.translator = Translator.load(job.load)
+        self.translator = load_translator(job.load)
 
     def map(self, lines: list[str], first: int, on_lines=None) -> list[Rendered]:
         indices = list(range(first, first + len(lines)))
@@ -93,24 +92,23 @@ class InProcessDecoder:
         pass
 
 
-_worker_translator: Translator | None = None
+_worker_translator = None  # a Translator or a RuntimeTranslator
 
 
 def _init_worker(job: FileJob, devices, threads: int) -> None:
     """A spawned worker: its own start-up and its own copy of the model."""
     global _worker_translator
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    torch.set_num_threads(threads)
     spec = job.load if devices is None else replace(job.load, device=devices.get())
-    _worker_translator = Translator.load(spec)
+    _worker_translator = load_translator(spec, threads)
 
 
-def _init_forked(threads: int) -> None:
+def _init_forked(spec: LoadSpec, threads: int) -> None:
     """A forked worker: the parent's model is already here (shared copy-on-write)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The parent's SIGTERM handler came along with the fork; close() terminates us and must simply end us.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    torch.set_num_threads(threads)
+    set_threads(spec, threads)
 
 
 def _work(task: tuple[FileJob, list[str], list[int]]) -> list[Rendered]:
@@ -145,13 +143,14 @@ class PoolDecoder:
         threads = max(1, (cores or 1) // job.workers)
         if can_fork(job, threads):
             global _worker_translator
-            torch.set_num_threads(1)  # the worker's share; the loaded model keeps no threads
-            _worker_translator = Translator.load(job.load)
+            # One thread: the worker's share (a PyTorch model keeps no threads of its own;
+            # an export's sessions are made with one).
+            _worker_translator = load_translator(job.load, threads=1)
             context = multiprocessing.get_context("fork")
-            self.pool = _pool(job.workers, context, _init_forked, (threads,))
+            self.pool = _pool(job.workers, context, _init_forked, (job.load, threads))
             return
         context = multiprocessing.get_context("spawn")
-        gpus = torch.cuda.device_count() if job.load.device == "cuda" else 0  # auto or cuda
+        gpus = _gpu_count() if job.load.device == "cuda" else 0  # auto or cuda
         devices = None
         if gpus > 1:
             devices = context.Queue()
@@ -188,6 +187,12 @@ class PoolDecoder:
             process.terminate()
         for process in processes:
             process.join(timeout=10)
+
+
+def _gpu_count() -> int:
+    import torch  # only a checkpoint's spec names cuda
+
+    return torch.cuda.device_count()
 
 
 def _pool(workers: int, context, initializer, initargs) -> ProcessPoolExecutor:

@@ -15,6 +15,8 @@ LAYERS = {
     "device": 0,  # which device, which precision
     "plots": 0,  # attention heatmaps (matplotlib)
     "tokenization": 1,
+    "translation": 1,  # what a translation is and what to load: shared by both backends
+    "runtime": 3,  # decoding an export with ONNX Runtime and NumPy: never torch
     "tracking": 1,
     "distributed": 1,
     "schedule": 1,
@@ -34,6 +36,9 @@ LAYERS = {
     "run": 10,  # what a training run holds, its resume state and checkpoints
     "train": 11,
     "translate": 11,
+    "export_int8": 10.5,  # int8 for an export (onnxruntime's quantization)
+    "export": 11,  # a checkpoint as ONNX graphs for runtime/
+    "translators": 11.1,  # which backend decodes a LoadSpec
     "serve_metrics": 11.2,  # the server's Prometheus metrics
     "serve_batcher": 11.4,  # the server's queue and dynamic batching
     "serve_guard": 11.4,  # the server's middlewares: host, API key, body bytes, text checks
@@ -67,6 +72,9 @@ def test_imports_flow_one_way():
         assert path.stem in LAYERS, f"add {path.stem} to LAYERS"
         for name in imported_modules(path):
             assert LAYERS[name] < LAYERS[path.stem], f"{path.stem} imports {name}"
+    for path in (PACKAGE / "runtime").glob("*.py"):  # one layer: its modules import each other
+        for name in imported_modules(path) - {"runtime"}:
+            assert LAYERS[name] < LAYERS["runtime"], f"runtime/{path.name} imports {name}"
 
 
 def test_model_does_not_pull_in_heavy_modules():
@@ -81,7 +89,7 @@ def test_model_does_not_pull_in_heavy_modules():
 def test_functions_fit_on_a_screen():
     """No function in the package longer than 60 lines (the style guide's readable unit)."""
     long = []
-    for path in PACKAGE.glob("*.py"):
+    for path in [*PACKAGE.glob("*.py"), *PACKAGE.glob("runtime/*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 lines = node.end_lineno - node.lineno + 1

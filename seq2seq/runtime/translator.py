@@ -1,0 +1,134 @@
+"""``RuntimeTranslator``: translate.py's ``Translator`` over an export folder, without torch.
+
+Same inputs, same outputs: raw lines are tokenized with the model's own
+tokenizers, sorted by length and batched by tokens, searched (greedy for beam
+1, else beam search), put back in input order and detokenized; an empty line
+gives an empty translation, an over-long one is truncated with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from seq2seq.config import DecodeOptions
+from seq2seq.corpus import token_batches
+from seq2seq.runtime.exported import ExportedModel, ExportError
+from seq2seq.runtime.search import beam_search, greedy
+from seq2seq.tokenization import Preprocessing, SentencePieceTokenizer, SpacyTokenizer
+from seq2seq.translation import Candidate, LoadSpec, Translation
+from seq2seq.vocab import PAD_ID, Vocab
+
+log = logging.getLogger(__name__)
+
+
+def read_preprocessing(folder: Path) -> Preprocessing:
+    """The tokenizers and vocabularies an export stores as plain files."""
+    try:
+        vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+        settings = json.loads((folder / "tokenizers.json").read_text(encoding="utf-8"))
+        src = _tokenizer(folder, settings["src"])
+        same = settings["tgt"] == settings["src"]  # a joint SentencePiece model: load it once
+        tgt = src if same else _tokenizer(folder, settings["tgt"])
+        return Preprocessing(src, tgt, Vocab(vocab["src"]), Vocab(vocab["tgt"]))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ExportError(
+            f"{folder}: cannot read its vocabularies or tokenizers ({error})"
+        ) from None
+
+
+def _tokenizer(folder: Path, settings: dict):
+    if settings["kind"] == "spacy":
+        return SpacyTokenizer(settings["lang"], settings["lowercase"])
+    proto = (folder / settings["model"]).read_bytes()
+    return SentencePieceTokenizer(proto, settings["lowercase"])
+
+
+class RuntimeTranslator:
+    """Decodes with the ONNX graphs of one export folder (``seq2seq export``)."""
+
+    def __init__(self, spec: LoadSpec, threads: int | None = None):
+        self.spec = spec.resolve()
+        folder = Path(self.spec.model[0])
+        self.model = ExportedModel(folder, threads)
+        self.loaded = read_preprocessing(folder)  # src/tgt tokenizer and vocabulary
+        limits = json.loads((folder / "decoding.json").read_text(encoding="utf-8"))
+        self.max_src_len = int(limits["max_src_len"])
+        self.quantize = self.model.manifest.get("quantize")
+
+    @classmethod
+    def load(cls, spec: LoadSpec, threads: int | None = None) -> RuntimeTranslator:
+        return cls(spec, threads)
+
+    def _decode(self, src, lengths, options: DecodeOptions, keep_attention: bool):
+        if options.beam == 1:
+            found = greedy(
+                self.model, src, lengths, options.max_len_ratio, keep_attention, options.min_len
+            )
+            return [[h] for h in found]
+        return beam_search(self.model, src, lengths, options, keep_attention)
+
+    def translate(self, lines: list[str], options: DecodeOptions | None = None, **overrides):
+        """Translate raw lines: ``translate(lines, beam=1)`` or ``translate(lines, options)``."""
+        return [t.text for t in self.translate_detailed(lines, options, **overrides)]
+
+    def translate_detailed(
+        self,
+        lines: list[str],
+        options: DecodeOptions | None = None,
+        keep_attention: bool = False,
+        on_batch: Callable[[int], None] | None = None,
+        line_numbers: list[int] | None = None,
+        **overrides,
+    ) -> list[Translation]:
+        """Tokens, scores (and attention) of the ``options.n_best`` candidates of every line."""
+        options = replace(options or DecodeOptions(), **overrides)
+        loaded = self.loaded
+        source_tokens = loaded.src_tokenizer.encode_many(lines)
+        for number, tokens in zip(
+            line_numbers or range(1, len(lines) + 1), source_tokens, strict=True
+        ):
+            if len(tokens) > self.max_src_len:
+                log.warning(
+                    "input line %d has %d tokens; translating its first %d",
+                    number,
+                    len(tokens),
+                    self.max_src_len,
+                )
+                del tokens[self.max_src_len :]
+        sources = [loaded.src_vocab.encode(tokens) for tokens in source_tokens]
+        results = self._decode_all(sources, options, keep_attention, on_batch)
+        translations = []
+        for tokens, hypotheses in zip(source_tokens, results, strict=True):
+            candidates = []
+            for h in hypotheses or []:
+                output_tokens = loaded.tgt_vocab.decode(h.tokens)
+                text = loaded.tgt_tokenizer.decode(output_tokens)
+                candidates.append(Candidate(text, output_tokens, h.log_prob, h.score, h.attention))
+            translations.append(Translation(tokens, candidates))
+        return translations
+
+    def _decode_all(self, sources, options, keep_attention, on_batch) -> list:
+        """search.py's ``decode_batches`` in NumPy: length-sorted batches, input order back."""
+        results: list = [None] * len(sources)
+        lengths = [len(s) for s in sources]
+        nonempty = [i for i, length in enumerate(lengths) if length > 0]
+        for indices in token_batches(lengths, nonempty, options.tokens_per_batch, rng=None):
+            batch_lengths = np.array([lengths[i] for i in indices], dtype=np.int64)  # (B,)
+            src = np.full((len(indices), batch_lengths.max()), PAD_ID, dtype=np.int64)  # (B, S)
+            for row, i in enumerate(indices):
+                src[row, : lengths[i]] = sources[i]
+            for i, result in zip(
+                indices, self._decode(src, batch_lengths, options, keep_attention), strict=True
+            ):
+                results[i] = result
+            if on_batch is not None:
+                on_batch(len(indices))
+        if on_batch is not None and len(nonempty) < len(sources):
+            on_batch(len(sources) - len(nonempty))
+        return results
