@@ -43,6 +43,31 @@ def add_decoding_options(parser: argparse.ArgumentParser, beam_help: str) -> Non
         type=positive_int,
         help="source tokens per batch (default: 8000 greedy, 1500 beam)",
     )
+    sampling = parser.add_argument_group("sampling (instead of search: --beam is ignored)")
+    sampling.add_argument(
+        "--sample", action="store_true", help="draw each token instead of searching"
+    )
+    sampling.add_argument(
+        "--temperature",
+        type=float,
+        default=DEFAULTS.temperature,
+        help="divides the log-probabilities; near 0: greedy (default: %(default)s)",
+    )
+    sampling.add_argument(
+        "--top-k", type=int, default=DEFAULTS.top_k, help="draw among the K most probable; 0: all"
+    )
+    sampling.add_argument(
+        "--top-p",
+        type=float,
+        default=DEFAULTS.top_p,
+        help="draw within the most probable tokens of total probability P (nucleus)",
+    )
+    sampling.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULTS.seed,
+        help="the draws of a line depend on this and the line only (default: %(default)s)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument(
         "--precision",

@@ -52,6 +52,11 @@ def _decode_options(args: argparse.Namespace, **more):
         alpha=args.alpha,
         max_len_ratio=args.max_len_ratio,
         batch_tokens=args.batch_tokens,
+        sample=args.sample,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
         **more,
     )
 

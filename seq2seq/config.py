@@ -132,6 +132,12 @@ class DecodeOptions:
     max_len_ratio: float = 2.0  # output at most ratio x source length + 5 tokens
     min_len: int = 0  # EOS barred before this many tokens (never past the length limit)
     batch_tokens: int | None = None  # source tokens per batch; None: 8,000 greedy, 1,500 beam
+    # Sampling instead of search (sampling.py): one draw per sentence, reproducible for a seed.
+    sample: bool = False
+    temperature: float = 1.0  # divides the log-probabilities; 0: the argmax (greedy)
+    top_k: int = 0  # draw among the K most probable tokens; 0: all
+    top_p: float = 1.0  # draw within the smallest set of probability >= p (nucleus)
+    seed: int = 0
 
     def __post_init__(self):
         if self.beam < 1:
@@ -144,11 +150,20 @@ class DecodeOptions:
             raise ConfigError("max_len_ratio must be > 0, alpha and min_len >= 0")
         if self.batch_tokens is not None and self.batch_tokens < 1:
             raise ConfigError(f"batch_tokens must be >= 1, got {self.batch_tokens}")
+        if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
+            raise ConfigError("sampling needs temperature >= 0, top_k >= 0 and 0 < top_p <= 1")
+        if self.sample and self.n_best != 1:
+            raise ConfigError("sampling draws one translation per line: n-best must be 1")
+
+    @property
+    def searched(self) -> str:
+        """Which decoder runs: ``sample``, ``greedy`` (beam 1) or ``beam``."""
+        return "sample" if self.sample else "greedy" if self.beam == 1 else "beam"
 
     @property
     def tokens_per_batch(self) -> int:
         """What was fastest on a 2-core CPU unless set: beam search holds K rows per sentence."""
-        return self.batch_tokens or (8000 if self.beam == 1 else 1500)
+        return self.batch_tokens or (1500 if self.searched == "beam" else 8000)
 
 
 @dataclass(frozen=True)

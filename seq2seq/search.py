@@ -17,6 +17,7 @@ from seq2seq.config import DecodeOptions
 from seq2seq.data import Batch, collate, token_batches
 from seq2seq.decoding import Decoding
 from seq2seq.model import Seq2Seq
+from seq2seq.sampling import choose, sentence_keys
 from seq2seq.scorer import Scorer, State, as_scorer
 from seq2seq.vocab import BOS_ID, EOS_ID
 
@@ -42,12 +43,14 @@ def greedy(
     max_len_ratio: float = 2.0,
     keep_attention: bool = False,
     min_len: int = 0,
+    pick: Callable[[Tensor, Tensor, int], Tensor] | None = None,
 ) -> list[Hypothesis]:
     """Pick the most probable token at each step until EOS or the length limit.
 
     The length rules are beam search's (``_limit_eos``), so beam 1 equals
     greedy. A sentence that has ended leaves the batch, so it costs nothing
-    afterwards.
+    afterwards. ``pick(log_probs (B', V), active (B',), t) -> tokens (B',)``
+    replaces the argmax (``sample`` draws with it).
     """
     scorer, device, batch = as_scorer(model), src.device, src.size(0)
     state = scorer.start(src, src_lengths)
@@ -61,7 +64,11 @@ def greedy(
     for t in range(steps):
         log_probs, state, weights = scorer.step(prev, state)  # (B', V)
         _limit_eos(log_probs, limits[active], t, min_len)
-        best_scores, best = log_probs.max(dim=-1)  # (B',)
+        if pick is None:
+            best_scores, best = log_probs.max(dim=-1)  # (B',)
+        else:
+            best = pick(log_probs, active, t)  # (B',)
+            best_scores = log_probs.gather(1, best.unsqueeze(1)).squeeze(1)
         tokens[active, t] = best
         scores.index_add_(0, active, best_scores)
         if attention is not None:
@@ -82,6 +89,36 @@ def greedy(
         score = float(scores[i])
         hypotheses.append(Hypothesis(row[:length], score, score, weights))
     return hypotheses
+
+
+@torch.no_grad()
+def sample(
+    model: Seq2Seq | Decoding | Scorer,
+    src: Tensor,
+    src_lengths: Tensor,
+    options: DecodeOptions,
+    keep_attention: bool = False,
+) -> list[Hypothesis]:
+    """Draw each token (``sampling.choose``: temperature, top-k, top-p) under greedy's length
+    rules. A sentence's draws depend on the seed and its own source ids only (sampling.py),
+    so its sample is the same in any batch; runtime/search.py draws the same way."""
+    keys = sentence_keys(src.cpu().numpy(), src_lengths.cpu().numpy(), options.seed)  # (B,)
+
+    def pick(log_probs: Tensor, active: Tensor, t: int) -> Tensor:
+        rows = keys[active.cpu().numpy()]
+        chosen = choose(
+            log_probs.float().cpu().numpy(),
+            rows,
+            t,
+            options.temperature,
+            options.top_k,
+            options.top_p,
+        )
+        return torch.from_numpy(chosen).to(log_probs.device)
+
+    return greedy(
+        model, src, src_lengths, options.max_len_ratio, keep_attention, options.min_len, pick
+    )
 
 
 def length_penalty(length: Tensor | int, alpha: float) -> Tensor | float:

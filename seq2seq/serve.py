@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.exceptions import HTTPException
 
-from seq2seq.config import DecodeOptions
+from seq2seq.config import ConfigError, DecodeOptions
 from seq2seq.serve_batcher import Abandoned, Batcher, DecodeFailed, QueueFull, ShuttingDown
 from seq2seq.serve_guard import (
     ARRIVED,
@@ -89,6 +89,15 @@ class TranslateRequest(BaseModel):
     beam: StrictInt | None = Field(
         None, description="beam size; 1 is greedy; default: the server's"
     )
+    sample: bool | None = Field(
+        None, description="draw each token instead of searching; default: the server's"
+    )
+    temperature: float | None = Field(None, description="sampling temperature; near 0: greedy")
+    top_k: StrictInt | None = Field(None, description="sample among the K most probable; 0: all")
+    top_p: float | None = Field(None, description="sample within probability mass P (nucleus)")
+    seed: StrictInt | None = Field(
+        None, description="a line's draws depend on this and the line only"
+    )
 
 
 class TranslateResponse(BaseModel):
@@ -108,8 +117,11 @@ class RequestError(Exception):
         self.status, self.reason, self.headers = status, reason, headers  # reason: for /metrics
 
 
-def _check(request: TranslateRequest, settings: ServeSettings, word_limit: int | None) -> int:
-    """The request's beam; a RequestError for what the limits or the text do not allow."""
+def _check(
+    request: TranslateRequest, settings: ServeSettings, word_limit: int | None
+) -> DecodeOptions:
+    """How to decode the request (the server's options with its own fields); a RequestError
+    for what the limits or the text do not allow."""
     lines = request.text
     if len(lines) > settings.max_lines:
         message = f"text has {len(lines)} lines; at most {settings.max_lines} per request"
@@ -125,7 +137,15 @@ def _check(request: TranslateRequest, settings: ServeSettings, word_limit: int |
     problems = text_problems(lines, word_limit)
     if problems:
         raise RequestError(400, problems, "bad_text")
-    return beam
+    asked = {
+        name: getattr(request, name)
+        for name in ("sample", "temperature", "top_k", "top_p", "seed")
+        if getattr(request, name) is not None
+    }
+    try:
+        return replace(settings.decode, beam=beam, **asked)
+    except ConfigError as error:
+        raise RequestError(422, str(error), "sampling") from None
 
 
 def _validation_message(error: RequestValidationError, content_type: str) -> str:
@@ -228,9 +248,8 @@ def _add_probes(app: FastAPI, model_name: str) -> None:
 def create_app(translator, settings: ServeSettings, model_name: str = "") -> FastAPI:
     """The server as an ASGI app; ``model_name`` (a name, never a path) shows in /health and /docs."""
     metrics, state = ServeMetrics(), ServeState()
-    decode = settings.decode
     batcher = Batcher(
-        lambda lines, beam: translator.translate(lines, decode, beam=beam),
+        lambda lines, options: translator.translate(lines, options),
         metrics,
         settings.max_wait_ms,
         settings.max_batch_lines,
@@ -261,12 +280,12 @@ def create_app(translator, settings: ServeSettings, model_name: str = "") -> Fas
     @app.post("/translate", response_model=TranslateResponse, responses=ERRORS)
     async def translate(body: TranslateRequest, request: Request) -> TranslateResponse:
         """Translate lines; the answer holds one translation per line, in order."""
-        beam = _check(body, settings, word_limit)
+        options = _check(body, settings, word_limit)
         if not body.text:
             return TranslateResponse(translations=[])
         arrived = request.scope.get(ARRIVED, time.monotonic())
         try:
-            pending = batcher.submit(body.text, beam)
+            pending = batcher.submit(body.text, options)
             remaining = arrived + settings.timeout_s - time.monotonic()
             lines = await batcher.result(pending, remaining, _disconnected(request.receive))
         except (QueueFull, Abandoned, DecodeFailed, ShuttingDown) as error:

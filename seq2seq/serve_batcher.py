@@ -2,7 +2,7 @@
 
 One batcher task takes the first waiting request, waits up to ``max_wait_ms``
 for more (as long as the batch stays within ``max_batch_lines`` lines) and
-decodes all their lines in one call per beam size, in a background thread so
+decodes all their lines in one call per search setting (a beam size, or sampling), in a
 the server keeps accepting requests. At most ``max_queue_lines`` lines are
 accepted at a time (waiting, or in the batch being decoded): ``submit``
 refuses a request that does not fit (``QueueFull``), so the work ahead of a
@@ -21,7 +21,7 @@ import collections
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -29,7 +29,9 @@ from seq2seq.serve_metrics import ServeMetrics
 
 log = logging.getLogger(__name__)
 
-Decode = Callable[[list[str], int], list[str]]  # (lines, beam) -> one translation per line
+# (lines, search) -> one translation per line; search: how to decode (serve.py passes
+# DecodeOptions), any hashable value: requests with equal ones are decoded together
+Decode = Callable[[list[str], Hashable], list[str]]
 
 
 class QueueFull(Exception):
@@ -57,7 +59,7 @@ class Abandoned(Exception):
 @dataclass(eq=False)  # compared by identity: the queue removes this very request
 class Pending:
     lines: list[str]
-    beam: int
+    search: Hashable
     future: asyncio.Future
     decoding: bool = False  # its batch is in the decoding thread: too late to drop its lines
     finished: bool = False  # decoded, failed or dropped: its lines no longer count as accepted
@@ -99,11 +101,11 @@ class Batcher:
             self.task.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    def submit(self, lines: list[str], beam: int) -> Pending:
+    def submit(self, lines: list[str], search: Hashable) -> Pending:
         """Queue a request's lines; ``QueueFull`` if they do not fit."""
         if self.accepted_lines + len(lines) > self.max_queue_lines:
             raise QueueFull(self.retry_after())
-        pending = Pending(lines, beam, asyncio.get_running_loop().create_future())
+        pending = Pending(lines, search, asyncio.get_running_loop().create_future())
         self.queue.append(pending)
         self.queued_lines += len(lines)
         self.accepted_lines += len(lines)
@@ -209,8 +211,8 @@ class Batcher:
         while True:
             self.batch = await self._collect()
             try:
-                for beam in sorted({p.beam for p in self.batch}):
-                    await self._decode([p for p in self.batch if p.beam == beam], beam)
+                for search in sorted({p.search for p in self.batch}, key=repr):
+                    await self._decode([p for p in self.batch if p.search == search], search)
             except Exception:  # a bug of ours, not of a request: answer them, keep serving
                 log.exception("the batcher failed on a batch of %d requests", len(self.batch))
                 for pending in self.batch:
@@ -220,21 +222,21 @@ class Batcher:
                 self._finish(pending)
             self.batch = []
 
-    async def _decode(self, group: list[Pending], beam: int) -> None:
-        """Decode the requests of one beam size together; if that fails, one by one."""
+    async def _decode(self, group: list[Pending], search: Hashable) -> None:
+        """Decode the requests of one search setting together; if that fails, one by one."""
         try:
-            await self._decode_together(group, beam)
+            await self._decode_together(group, search)
         finally:  # decoded, failed or skipped, these no longer count as accepted
             for pending in group:
                 self._finish(pending)
 
-    async def _decode_together(self, group: list[Pending], beam: int) -> None:
+    async def _decode_together(self, group: list[Pending], search: Hashable) -> None:
         group = [p for p in group if not p.future.done()]  # skip those abandoned meanwhile
         if not group:
             return
         lines = [line for p in group for line in p.lines]
         try:
-            outputs = await self._in_thread(group, lines, beam)
+            outputs = await self._in_thread(group, lines, search)
         except Exception:
             if len(group) == 1:
                 log.exception("decoding a request of %d lines failed", len(lines))
@@ -245,7 +247,7 @@ class Batcher:
             for pending in group:  # waiting again: a client that leaves now drops its lines
                 pending.decoding = False
             for pending in group:
-                await self._decode_together([pending], beam)
+                await self._decode_together([pending], search)
             return
         start = 0
         for pending in group:  # a client that gave up meanwhile left a cancelled future
@@ -253,15 +255,17 @@ class Batcher:
                 pending.future.set_result(outputs[start : start + len(pending.lines)])
             start += len(pending.lines)
 
-    async def _in_thread(self, group: list[Pending], lines: list[str], beam: int) -> list[str]:
-        """``decode(lines, beam)`` in the decoding thread, counted for /metrics and Retry-After."""
+    async def _in_thread(
+        self, group: list[Pending], lines: list[str], search: Hashable
+    ) -> list[str]:
+        """``decode(lines, search)`` in the decoding thread, counted for /metrics and Retry-After."""
         for pending in group:
             pending.decoding = True
         self.decoding_lines = len(lines)
         began = time.perf_counter()
         try:
             loop = asyncio.get_running_loop()
-            outputs = await loop.run_in_executor(self.executor, self.decode, lines, beam)
+            outputs = await loop.run_in_executor(self.executor, self.decode, lines, search)
         finally:
             self.decoding_lines = 0
         self.rate = len(lines) / max(time.perf_counter() - began, 1e-6)

@@ -22,7 +22,7 @@ from seq2seq.checkpoint import LoadedModel
 from seq2seq.config import DecodeOptions
 from seq2seq.decoding import Decoding
 from seq2seq.scorer import Ensemble, ModelScorer
-from seq2seq.search import beam_search, decode_batches, greedy
+from seq2seq.search import beam_search, decode_batches, greedy, sample
 from seq2seq.shortlist import Shortlist, ShortlistError
 from seq2seq.tokenization import mismatched
 from seq2seq.translation import (  # noqa: F401 (the API's names, defined torch-free)
@@ -116,6 +116,9 @@ class Translator:
     def _decode(self, batch, options: DecodeOptions, keep_attention: bool):
         dtype = self.autocast_dtype
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            if options.sample:
+                found = sample(self.scorer, batch.src, batch.src_lengths, options, keep_attention)
+                return [[h] for h in found]
             if options.beam == 1:
                 found = greedy(
                     self.scorer,

@@ -13,6 +13,7 @@ LAYERS = {
     "download": 0,
     "metrics": 0,
     "device": 0,  # which device, which precision
+    "sampling": 0,  # drawing the next token, reproducibly per sentence (NumPy)
     "plots": 0,  # attention heatmaps (matplotlib)
     "tokenization": 1,
     "translation": 1,  # what a translation is and what to load: shared by both backends

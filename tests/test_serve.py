@@ -224,3 +224,16 @@ def test_health_ready_metrics_and_docs_name_the_model_not_its_path(server, toy_c
         assert f"seq2seq_{name}" in text.decode()
     assert metric(server, 'seq2seq_requests_total{path="/health",status="200"}') >= 1
     assert metric(server, "seq2seq_lines_translated_total") > 0
+
+
+def test_a_request_can_sample(server, toy_checkpoint):
+    from seq2seq.config import DecodeOptions
+
+    lines = toy_lines(20, seed=4)
+    translator = Translator.from_checkpoint(toy_checkpoint, "cpu")
+    asked = {"sample": True, "temperature": 1.5, "top_k": 5, "seed": 11}
+    status, answer = translate(server, {"text": lines, **asked})
+    assert status == 200
+    assert answer["translations"] == translator.translate(lines, DecodeOptions(**asked))
+    status, answer = translate(server, {"text": lines, "sample": True, "top_p": 0})
+    assert status == 422 and "top_p" in answer["error"]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from seq2seq.config import DecodeOptions
+from seq2seq.sampling import choose, sentence_keys
 from seq2seq.vocab import BOS_ID, EOS_ID
 
 
@@ -55,8 +56,9 @@ def limit_eos(log_probs: np.ndarray, limits: np.ndarray, t: int, min_len: int) -
         log_probs[:, EOS_ID] = eos_column
 
 
-def greedy(model, src, src_lengths, max_len_ratio=2.0, keep_attention=False, min_len=0):
-    """The most probable token at each step until EOS or the length limit; beam 1's rules."""
+def greedy(model, src, src_lengths, max_len_ratio=2.0, keep_attention=False, min_len=0, pick=None):
+    """The most probable token at each step until EOS or the length limit; beam 1's rules.
+    ``pick(log_probs, active, t)`` replaces the argmax (``sample``)."""
     batch = src.shape[0]
     state = model.start(src, src_lengths)
     limits = max_lengths(src_lengths, max_len_ratio)  # (B,)
@@ -69,7 +71,7 @@ def greedy(model, src, src_lengths, max_len_ratio=2.0, keep_attention=False, min
     for t in range(steps):
         log_probs, state, weights = model.step(prev, state)  # (B', V)
         limit_eos(log_probs, limits[active], t, min_len)
-        best = log_probs.argmax(axis=-1)  # (B',)
+        best = log_probs.argmax(axis=-1) if pick is None else pick(log_probs, active, t)  # (B',)
         tokens[active, t] = best
         scores[active] += log_probs[np.arange(best.size), best]
         if attention is not None:
@@ -88,6 +90,18 @@ def greedy(model, src, src_lengths, max_len_ratio=2.0, keep_attention=False, min
         score = float(scores[i])
         hypotheses.append(Hypothesis(row[:length], score, score, weights))
     return hypotheses
+
+
+def sample(model, src, src_lengths, options: DecodeOptions, keep_attention=False):
+    """search.py's ``sample``: draws through ``sampling.choose``, greedy's length rules."""
+    keys = sentence_keys(src, src_lengths, options.seed)  # (B,)
+
+    def pick(log_probs, active, t):
+        return choose(log_probs, keys[active], t, options.temperature, options.top_k, options.top_p)
+
+    return greedy(
+        model, src, src_lengths, options.max_len_ratio, keep_attention, options.min_len, pick
+    )
 
 
 def top_k(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ import numpy as np
 from seq2seq.config import DecodeOptions
 from seq2seq.corpus import token_batches
 from seq2seq.runtime.exported import ExportedModel, ExportError
-from seq2seq.runtime.search import beam_search, greedy
+from seq2seq.runtime.search import beam_search, greedy, sample
 from seq2seq.tokenization import Preprocessing, SentencePieceTokenizer, SpacyTokenizer
 from seq2seq.translation import Candidate, LoadSpec, Translation
 from seq2seq.vocab import PAD_ID, Vocab
@@ -66,6 +66,8 @@ class RuntimeTranslator:
         return cls(spec, threads)
 
     def _decode(self, src, lengths, options: DecodeOptions, keep_attention: bool):
+        if options.sample:
+            return [[h] for h in sample(self.model, src, lengths, options, keep_attention)]
         if options.beam == 1:
             found = greedy(
                 self.model, src, lengths, options.max_len_ratio, keep_attention, options.min_len
