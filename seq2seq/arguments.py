@@ -295,6 +295,14 @@ def _corpus_tools(commands) -> None:
 
     download = commands.add_parser("download", help="fetch a public corpus into data/")
     download.add_argument("corpus", choices=["multi30k", "tatoeba_de_en"])
+    download.add_argument(
+        "--task",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        help="multi30k: 1, translation pairs; 2, the monolingual training captions "
+        "(into data/multi30k_task2)",
+    )
     download.add_argument("--dest", help="target folder (default: data/CORPUS)")
     download.add_argument(
         "--from", dest="source", help="copy from this local folder instead of the web"

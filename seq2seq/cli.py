@@ -255,7 +255,12 @@ def _export(args: argparse.Namespace) -> int:
 def _download(args: argparse.Namespace) -> int:
     from seq2seq.download import download
 
-    print(download(args.corpus, args.dest or Path("data") / args.corpus, args.source))
+    name = args.corpus
+    if args.task == 2:
+        if name != "multi30k":
+            raise _usage_error(f"download: --task 2 is Multi30k's; {name} has no task 2")
+        name = "multi30k_task2"
+    print(download(name, args.dest or Path("data") / name, args.source))
     return 0
 
 

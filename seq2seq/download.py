@@ -19,12 +19,19 @@ MULTI30K_FILES = [
     for split in ("train", "val", "test_2016_flickr")
     for lang in ("de", "en", "fr", "cs")
 ]
+# Task 2: five English and five German captions per training image, written independently
+# (comparable text, not translations): in-domain monolingual data for back-translation.
+# Only the training split: its val and test captions describe the images of task 1's val
+# and test_2016_flickr.
+MULTI30K_TASK2_URL = MULTI30K_URL.replace("task1", "task2")
+MULTI30K_TASK2_FILES = [f"train.{k}.{lang}.gz" for k in range(1, 6) for lang in ("de", "en")]
 TATOEBA_FILES = [
     f"{split}.{lang}.gz" for split in ("train", "dev", "test") for lang in ("de", "en")
 ]
 # name -> (public URL of the folder, or None when the split exists only as a prepared copy; files)
 CORPORA = {
     "multi30k": (MULTI30K_URL, MULTI30K_FILES),
+    "multi30k_task2": (MULTI30K_TASK2_URL, MULTI30K_TASK2_FILES),  # download multi30k --task 2
     # The Anki/manythings.org German-English pairs minus the Tatoeba Challenge test
     # set, shuffled and split (see its README); only a prepared copy has this split.
     "tatoeba_de_en": (None, TATOEBA_FILES),

@@ -93,6 +93,25 @@ def test_download_from_a_local_mirror(tmp_path):
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == sorted(MULTI30K_FILES)
 
 
+def test_download_task_2_takes_the_monolingual_captions(tmp_path):
+    import gzip
+
+    from seq2seq.download import MULTI30K_TASK2_FILES
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name in MULTI30K_TASK2_FILES:
+        with gzip.open(mirror / name, "wt") as handle:
+            handle.write("caption\n")
+    dest = tmp_path / "t2"
+    result = run("download", "multi30k", "--task", "2", "--dest", str(dest), "--from", str(mirror))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in dest.iterdir()) == sorted(MULTI30K_TASK2_FILES)
+    assert len(MULTI30K_TASK2_FILES) == 10  # train.1..5, German and English
+    result = run("download", "tatoeba_de_en", "--task", "2", "--dest", str(dest))
+    assert result.returncode != 0 and "has no task 2" in result.stderr
+
+
 @pytest.mark.slow
 def test_quiet_keeps_stderr_to_warnings_but_the_log_file_complete(tmp_path):
     out = tmp_path / "run"
