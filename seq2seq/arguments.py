@@ -293,6 +293,10 @@ def _corpus_tools(commands) -> None:
     )
     export.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
 
+    _download(commands)
+
+
+def _download(commands) -> None:
     download = commands.add_parser("download", help="fetch a public corpus into data/")
     download.add_argument("corpus", choices=["multi30k", "tatoeba_de_en"])
     download.add_argument(

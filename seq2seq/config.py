@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from seq2seq.errors import UserError
+from seq2seq.vocab import SPECIALS
 
 
 class ConfigError(UserError, ValueError):
@@ -37,10 +38,21 @@ class SentencePieceConfig:
 
 
 @dataclass(frozen=True)
+class CorpusConfig:
+    """One of several training corpora (``data.train`` as a list; data.py draws them)."""
+
+    prefix: str = ""  # files {prefix}.{src_suffix} and .{tgt_suffix}, plain or .gz
+    weight: float = 1.0  # times each pair is drawn per epoch: 0.5 a random half, 2 twice
+    tag: str | None = None  # a token put before each of its source sentences, e.g. "<bt>"
+
+
+@dataclass(frozen=True)
 class DataConfig:
     src_lang: str = "de"
     tgt_lang: str = "en"
-    train: str = ""  # path prefix: files are {train}.{src_suffix} and .{tgt_suffix}, plain or .gz
+    # A path prefix (files {train}.{src_suffix} and .{tgt_suffix}, plain or .gz), or a list of
+    # corpora with their own weight and tag (CorpusConfig).
+    train: str | list[CorpusConfig] = ""
     valid: str = ""
     prepared: str | None = None  # folder written by `seq2seq prepare`: train from it, memory-mapped
     src_suffix: str | None = None  # file suffix when it differs from the language code
@@ -55,6 +67,14 @@ class DataConfig:
     # Reuse the tokenizers and vocabularies of this checkpoint instead of building them: models
     # that must share them (ensemble members, distilled students) are trained this way.
     vocab_from: str | None = None
+
+    def corpora(self) -> list[CorpusConfig]:
+        """``train`` as a list of corpora: a plain prefix is one corpus of weight 1, no tag."""
+        return [CorpusConfig(self.train)] if isinstance(self.train, str) else list(self.train)
+
+    def tags(self) -> list[str]:
+        """The corpora's tags, each once, in the order of the corpora."""
+        return list(dict.fromkeys(c.tag for c in self.corpora() if c.tag is not None))
 
 
 @dataclass(frozen=True)
@@ -179,7 +199,10 @@ _POSITIVE = (lambda v: v > 0, "a number > 0")
 _NON_NEGATIVE = (lambda v: v >= 0, "a number >= 0")
 _PROBABILITY = (lambda v: 0 <= v < 1, "a number in [0, 1)")
 _CHECKS: dict[str, tuple[Any, str]] = {
-    "data.train": (lambda v: v != "", "a path prefix such as data/multi30k/train"),
+    "data.train": (
+        lambda v: v not in ("", []),
+        "a path prefix such as data/multi30k/train, or a list of corpora",
+    ),
     "data.valid": (lambda v: v != "", "a path prefix such as data/multi30k/val"),
     "data.sentencepiece.vocab_size": (lambda v: v >= 8, "an integer >= 8"),
     "data.sentencepiece.character_coverage": (lambda v: 0.9 <= v <= 1, "a number in [0.9, 1]"),
@@ -246,11 +269,17 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted as floats."""
     origin = typing.get_origin(tp)
     if _is_union(tp):
+        errors = []
         for option in typing.get_args(tp):
             try:
                 return _convert(value, option, key, where)
-            except ConfigError:
-                pass
+            except ConfigError as error:
+                errors.append((option, error))
+        for option, error in errors:  # the option of the value's own shape knows what is wrong
+            if (typing.get_origin(option) is list and isinstance(value, list)) or (
+                dataclasses.is_dataclass(option) and isinstance(value, dict)
+            ):
+                raise error
     elif origin is Literal:
         if value in typing.get_args(tp):
             return value
@@ -324,8 +353,37 @@ def from_dict(values: dict, where: str = "config") -> Config:
     return config
 
 
+def _check_corpora(data: DataConfig, where: str) -> None:
+    """The entries of ``data.train`` as a list."""
+    if isinstance(data.train, str):
+        return
+    for i, corpus in enumerate(data.train):
+        key = f"{where}: data.train[{i}]"
+        if not corpus.prefix:
+            raise ConfigError(f"{key}.prefix: expected a path prefix such as data/bt/task2")
+        if not corpus.weight > 0:
+            raise ConfigError(f"{key}.weight: expected a number > 0, got {corpus.weight}")
+        tag = corpus.tag
+        if tag is not None and (not tag or tag != tag.strip() or " " in tag or tag in SPECIALS):
+            raise ConfigError(
+                f"{key}.tag: expected one token without spaces, such as <bt> (not one of "
+                f"{', '.join(SPECIALS)}), got {tag!r}"
+            )
+    if data.prepared:
+        raise ConfigError(
+            f"{where}: data.train: a list of corpora is read from text; data.prepared holds one "
+            "corpus (prepare the corpora as one, or train from the list without data.prepared)"
+        )
+    if data.tags() and data.sentencepiece.sampling_alpha:
+        raise ConfigError(
+            f"{where}: data.sentencepiece.sampling_alpha: subword sampling with tagged corpora "
+            "is not supported yet; set it to 0 or drop the tags"
+        )
+
+
 def _check_combinations(config: Config, where: str) -> None:
     train, data = config.train, config.data
+    _check_corpora(data, where)
     sampling = data.sentencepiece.sampling_alpha
     if sampling and data.tokenizer != "sentencepiece":
         raise ConfigError(

@@ -91,11 +91,43 @@ def collate(src: Sequence[list[int]], tgt: Sequence[list[int]] | None, indices) 
 
 
 def epoch_batches(
-    src: TokenStore, tgt: TokenStore, indices: np.ndarray, batch_tokens: int, seed: int, epoch: int
+    src: TokenStore,
+    tgt: TokenStore,
+    indices: np.ndarray,
+    batch_tokens: int,
+    seed: int,
+    epoch: int,
+    mixture: Mixture | None = None,
 ) -> list[np.ndarray]:
-    """The training batches of one epoch: a pure function of (seed, epoch), so resuming can skip to any batch."""
+    """The training batches of one epoch: a pure function of (seed, epoch), so resuming can
+    skip to any batch. With several corpora, ``mixture`` draws the epoch's pairs first."""
     lengths = np.maximum(src.lengths(), tgt.lengths()) + 1
+    if mixture is not None:
+        indices = mixture.draw(indices, np.random.default_rng([seed, epoch, 1]))
     return token_batches(lengths, indices, batch_tokens, np.random.default_rng([seed, epoch]))
+
+
+@dataclass
+class Mixture:
+    """Several training corpora in one store: which corpus each pair came from, and how
+    often each corpus is drawn per epoch (its ``weight`` times its pairs: 0.5 a random half,
+    2.5 every pair twice and a random half once more). OpenNMT-py's ``weight`` and fairseq's
+    ``--upsample-primary`` are the same idea; this one is exact per epoch, not on average."""
+
+    origin: np.ndarray  # (pairs,) the corpus of each pair
+    weights: tuple[float, ...]  # per corpus
+
+    def draw(self, indices: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """This epoch's pairs (with repeats) from the kept ``indices``."""
+        parts = []
+        for corpus, weight in enumerate(self.weights):
+            pool = indices[self.origin[indices] == corpus]
+            whole, fraction = divmod(weight, 1.0)
+            parts += [pool] * int(whole)
+            extra = int(round(fraction * len(pool)))
+            if extra:
+                parts.append(np.sort(rng.choice(pool, extra, replace=False)))
+        return np.concatenate(parts) if parts else indices[:0]
 
 
 @dataclass
@@ -111,6 +143,7 @@ class TrainingData(WithPreprocessing):
     valid_src_lines: list[str]  # raw text, for samples
     valid_ref_lines: list[str]  # raw references, for BLEU
     resegment: Resegmenter | None = None  # subword regularization: each epoch's own segmentation
+    mixture: Mixture | None = None  # several corpora: each drawn at its weight per epoch
 
 
 class Resegmenter:
@@ -174,8 +207,11 @@ def corpus_files(config: DataConfig) -> dict[str, Path]:
     if config.prepared:
         files["prepared"] = Path(config.prepared)
     else:
-        files["train.src"] = resolve(config.train, src_suffix)
-        files["train.tgt"] = resolve(config.train, tgt_suffix)
+        corpora = config.corpora()
+        for i, corpus in enumerate(corpora):
+            name = "train" if len(corpora) == 1 else f"train[{i}]"
+            files[f"{name}.src"] = resolve(corpus.prefix, src_suffix)
+            files[f"{name}.tgt"] = resolve(corpus.prefix, tgt_suffix)
     files["valid.src"] = resolve(config.valid, src_suffix)
     files["valid.tgt"] = resolve(config.valid, tgt_suffix)
     return files
@@ -196,7 +232,7 @@ def build_training_data(
         resolve(config.valid, src_suffix), resolve(config.valid, tgt_suffix)
     )
     reader = _open_prepared if config.prepared else _read_text
-    stored, train_src, train_tgt, source, lines = reader(config, stored)
+    stored, train_src, train_tgt, source, lines, origin = reader(config, stored)
     src_vocab, tgt_vocab = stored.src_vocab, stored.tgt_vocab
     train_indices, empty, long = filter_pairs(
         train_src.lengths(), train_tgt.lengths(), config.max_len
@@ -219,6 +255,7 @@ def build_training_data(
     resegment = None
     if config.sentencepiece.sampling_alpha:  # the config check ensures raw text (lines)
         resegment = Resegmenter(lines, stored, config, (train_src, train_tgt), train_indices)
+    mixture = None if origin is None else _mixture(config, origin, train_indices)
     valid_src = [src_vocab.encode(t) for t in stored.src_tokenizer.encode_many(valid_src_lines)]
     valid_tgt = [tgt_vocab.encode(t) for t in stored.tgt_tokenizer.encode_many(valid_ref_lines)]
     return TrainingData(
@@ -231,7 +268,18 @@ def build_training_data(
         valid_src_lines,
         valid_ref_lines,
         resegment,
+        mixture,
     )
+
+
+def _mixture(config: DataConfig, origin: np.ndarray, kept: np.ndarray) -> Mixture:
+    for i, corpus in enumerate(config.corpora()):
+        log.info(
+            "corpus %d (%s): %d pairs kept, drawn x%g per epoch%s",
+            i, corpus.prefix, int((origin[kept] == i).sum()), corpus.weight,
+            f", tagged {corpus.tag}" if corpus.tag else "",
+        )  # fmt: skip
+    return Mixture(origin, tuple(c.weight for c in config.corpora()))
 
 
 def _open_prepared(config: DataConfig, stored: Preprocessing | None):
@@ -242,48 +290,75 @@ def _open_prepared(config: DataConfig, stored: Preprocessing | None):
         stored = Preprocessing.from_data(meta)
     elif mismatched(stored.to_data(), meta, ("src_vocab", "tgt_vocab")):
         raise DataError(f"{config.prepared}: its vocabularies differ from the checkpoint's")
-    return stored, train_src, train_tgt, config.prepared, None
+    return stored, train_src, train_tgt, config.prepared, None, None
 
 
 def _read_text(config: DataConfig, stored: Preprocessing | None):
     """The training text tokenized and numericalized, with tokenizers and vocabularies built
-    from it unless ``stored``; the raw lines come along for subword sampling."""
+    from it unless ``stored``; the raw lines come along for subword sampling. Several
+    corpora are read into one store, each source sentence after its corpus's tag, and the
+    corpus of each pair comes along (None for one corpus)."""
     src_suffix, tgt_suffix = _suffixes(config)
-    train_src_path = resolve(config.train, src_suffix)
-    src_lines, tgt_lines = read_parallel(train_src_path, resolve(config.train, tgt_suffix))
-    if not src_lines:
-        raise DataError(f"{train_src_path}: the training set is empty")
+    corpora = config.corpora()
+    src_lines, tgt_lines, origin, names = [], [], [], []
+    for i, corpus in enumerate(corpora):
+        path = resolve(corpus.prefix, src_suffix)
+        src, tgt = read_parallel(path, resolve(corpus.prefix, tgt_suffix))
+        if not src:
+            raise DataError(f"{path}: the training set is empty")
+        src_lines += src
+        tgt_lines += tgt
+        origin += [i] * len(src)
+        names.append(str(path))
     if stored is None:
         src_tokenizer, tgt_tokenizer = build_tokenizers(config, src_lines, tgt_lines)
     else:
         src_tokenizer, tgt_tokenizer = stored.src_tokenizer, stored.tgt_tokenizer
     src_tokens = src_tokenizer.encode_many(src_lines)
     tgt_tokens = tgt_tokenizer.encode_many(tgt_lines)
+    _tag(src_tokens, origin, corpora)
     if stored is None:
         stored = Preprocessing(
             src_tokenizer,
             tgt_tokenizer,
-            Vocab.build(src_tokens, config.src_vocab_size, config.min_freq),
+            Vocab.build(src_tokens, config.src_vocab_size, config.min_freq, config.tags()),
             Vocab.build(tgt_tokens, config.tgt_vocab_size, config.min_freq),
         )
+    for tag in config.tags():
+        if tag not in stored.src_vocab.ids:
+            raise DataError(
+                f"data.train: tag {tag} is not in the source vocabulary of "
+                f"{config.vocab_from or 'the run being resumed'}; its vocabularies must have been "
+                "built with this tag (or drop data.vocab_from)"
+            )
     train_src = TokenStore.from_lists([stored.src_vocab.encode(t) for t in src_tokens])
     train_tgt = TokenStore.from_lists([stored.tgt_vocab.encode(t) for t in tgt_tokens])
-    return stored, train_src, train_tgt, str(train_src_path), (src_lines, tgt_lines)
+    origins = np.array(origin, dtype=np.int32) if len(corpora) > 1 else None
+    return stored, train_src, train_tgt, " + ".join(names), (src_lines, tgt_lines), origins
+
+
+def _tag(src_tokens: list[list[str]], origin: list[int], corpora) -> None:
+    """Put each tagged corpus's tag before its source sentences (in place)."""
+    tags = [corpus.tag for corpus in corpora]
+    if any(tags):
+        for tokens, corpus in zip(src_tokens, origin, strict=True):
+            if tags[corpus] is not None:
+                tokens.insert(0, tags[corpus])
 
 
 def batch_stream(
     data: TrainingData, batch_tokens: int, seed: int, epoch: int, start: int
 ) -> Iterator[tuple[tuple[int, int], Batch]]:
     """Endless training batches from (epoch, batch ``start``) on, each with the position after it."""
-    corpus = (data.train_src, data.train_tgt, data.train_indices, data.resegment)
+    corpus = (data.train_src, data.train_tgt, data.train_indices, data.resegment, data.mixture)
     return _batches(*corpus, batch_tokens, seed, epoch, start)
 
 
-def _batches(src, tgt, indices, resegment, batch_tokens, seed, epoch, start):
+def _batches(src, tgt, indices, resegment, mixture, batch_tokens, seed, epoch, start):
     while True:
         if resegment is not None:
             src, tgt, indices = resegment.epoch(seed, epoch)
-        batches = epoch_batches(src, tgt, indices, batch_tokens, seed, epoch)
+        batches = epoch_batches(src, tgt, indices, batch_tokens, seed, epoch, mixture)
         for index in range(start, len(batches)):
             after = (epoch, index + 1) if index + 1 < len(batches) else (epoch + 1, 0)
             yield after, collate(src, tgt, batches[index])
@@ -294,7 +369,13 @@ class _BatchStream(IterableDataset):
     """``batch_stream`` for a DataLoader worker; the id arrays (and any Resegmenter) travel to it."""
 
     def __init__(self, data: TrainingData, batch_tokens: int, seed: int, epoch: int, start: int):
-        self.corpus = (data.train_src, data.train_tgt, data.train_indices, data.resegment)
+        self.corpus = (
+            data.train_src,
+            data.train_tgt,
+            data.train_indices,
+            data.resegment,
+            data.mixture,
+        )
         self.start = (batch_tokens, seed, epoch, start)
 
     def __iter__(self):

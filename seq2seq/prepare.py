@@ -109,6 +109,11 @@ def prepare(
     config: DataConfig, out: str | Path, workers: int = 2, chunk_lines: int = 100_000
 ) -> dict:
     """Tokenize and numericalize the training corpus of ``config`` into ``out``; returns a summary."""
+    if not isinstance(config.train, str):
+        raise DataError(
+            "data.train: seq2seq prepare takes one corpus (a path prefix), not a list; "
+            "train from the list of text corpora instead"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     suffixes = (config.src_suffix or config.src_lang, config.tgt_suffix or config.tgt_lang)

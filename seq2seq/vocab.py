@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 SPECIALS = (PAD, UNK, BOS, EOS)
@@ -20,24 +20,41 @@ class Vocab:
             raise ValueError("a vocabulary must not list a token twice")
 
     @classmethod
-    def build(cls, sentences: Iterable[list[str]], max_size: int, min_freq: int = 1) -> Vocab:
+    def build(
+        cls,
+        sentences: Iterable[list[str]],
+        max_size: int,
+        min_freq: int = 1,
+        reserved: Sequence[str] = (),
+    ) -> Vocab:
         """Most frequent tokens first (ties broken alphabetically, so builds are deterministic)."""
         return cls.from_counts(
-            Counter(token for sentence in sentences for token in sentence), max_size, min_freq
+            Counter(token for sentence in sentences for token in sentence),
+            max_size,
+            min_freq,
+            reserved,
         )
 
     @classmethod
-    def from_counts(cls, counts: Mapping[str, int], max_size: int, min_freq: int = 1) -> Vocab:
-        """The vocabulary of ``build``, from token counts: the specials, then by count, ties alphabetical."""
+    def from_counts(
+        cls,
+        counts: Mapping[str, int],
+        max_size: int,
+        min_freq: int = 1,
+        reserved: Sequence[str] = (),
+    ) -> Vocab:
+        """The vocabulary of ``build``, from token counts: the specials, the ``reserved`` tokens
+        (corpus tags: always in, whatever their count), then by count, ties alphabetical."""
+        head = list(SPECIALS) + [t for t in dict.fromkeys(reserved) if t not in SPECIALS]
         ranked = sorted(
             (
                 token
                 for token, count in counts.items()
-                if count >= max(min_freq, 1) and token not in SPECIALS
+                if count >= max(min_freq, 1) and token not in head
             ),
             key=lambda token: (-counts[token], token),
         )
-        return cls(list(SPECIALS) + ranked[: max_size - len(SPECIALS)])
+        return cls(head + ranked[: max_size - len(head)])
 
     def __len__(self) -> int:
         return len(self.tokens)

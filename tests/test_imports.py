@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "seq2seq"
 LAYERS = {
     "errors": -1,
     "config": 0,
-    "vocab": 0,
+    "vocab": -0.5,  # (config checks tags against its specials)
     "download": 0,
     "metrics": 0,
     "device": 0,  # which device, which precision
