@@ -9,7 +9,9 @@ Measures, each in a fresh subprocess (so peak memory is per setting):
   = 3x forward) and the fraction of the matmul peak that achieves;
 - peak resident memory of each training run;
 - with --model, decoding of test_2016_flickr (1,000 sentences), batched,
-  greedy and beam 5, fp32 and bf16, in sentences/s.
+  greedy and beam 5, fp32 and bf16, in sentences/s;
+- with --profile, where a training step's time goes, by part of the model and
+  by operator, per precision (scripts/profile_train.py).
 Precisions the CPU does not compute natively (bf16 without AVX-512 BF16 or AMX)
 are skipped. --quick uses fewer steps and 200 test sentences (about a minute on
 an AVX-512 CPU, under 3 minutes on a 2-core AVX2-only one).
@@ -144,6 +146,11 @@ def main() -> None:
     parser.add_argument("--model", help="checkpoint for the decoding rows")
     parser.add_argument("--source", default="data/multi30k/test_2016_flickr.de.gz")
     parser.add_argument("--quick", action="store_true", help="about a minute in all")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also where a training step's time goes (profile_train.py)",
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -184,6 +191,13 @@ def main() -> None:
             f"{precision:<10} {r['tokens_per_s']:10.0f} {r['flops_per_token'] / 1e6:10.1f} {achieved:8.0f}"
             f" {100 * achieved / peaks['fp32']:10.0f}% {100 * achieved / peaks[precision]:9.0f}% {r['peak_rss_mb']:8.0f}"
         )
+    if args.profile:
+        for precision in precisions:
+            print()
+            profile = [sys.executable, str(ROOT / "scripts" / "profile_train.py")]
+            profile += ["--config", args.config, "--precision", precision]
+            profile += ["--steps", str(min(steps, 20)), "--warmup", str(warmup)]
+            subprocess.run(profile, check=True, cwd=ROOT)
     if args.model:
         print(
             f"\n{'decoding':<12} {'sent/s':>8} {'tok/s':>10} {'seconds':>8} {'peak MB':>8}   ({limit} sentences, batched)"
