@@ -11,12 +11,9 @@ Both return each line rendered as its output rows and attention record.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 
 from seq2seq.config import DecodeOptions
@@ -123,6 +120,8 @@ def can_fork(job: FileJob, threads: int = 1) -> bool:
     child forked from a process that already had one (the child hangs), and a
     program calling ``translate_file`` may have used torch's threads before.
     """
+    import multiprocessing  # here, not at the top: one process needs none (start-up time)
+
     forks = sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
     return forks and threads == 1 and job.load.device == "cpu"
 
@@ -138,6 +137,8 @@ class PoolDecoder:
     """
 
     def __init__(self, job: FileJob):
+        import multiprocessing
+
         self.job = job
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         threads = max(1, (cores or 1) // job.workers)
@@ -166,7 +167,7 @@ class PoolDecoder:
         merged: list[Rendered | None] = [None] * len(lines)
         try:
             results = list(self.pool.map(_work, tasks))
-        except BrokenProcessPool:
+        except _broken_pool():
             raise WorkerDied(
                 "a translation worker process died (killed by a signal: the OOM killer, if "
                 "memory ran out; then use fewer --workers or a smaller --batch-tokens); the "
@@ -195,7 +196,15 @@ def _gpu_count() -> int:
     return torch.cuda.device_count()
 
 
-def _pool(workers: int, context, initializer, initargs) -> ProcessPoolExecutor:
+def _pool(workers: int, context, initializer, initargs):
     """A process pool that notices a dead worker: ``multiprocessing.Pool`` would replace it
     and wait forever for its lost task (CPython bpo-22393); this one raises BrokenProcessPool."""
+    from concurrent.futures import ProcessPoolExecutor
+
     return ProcessPoolExecutor(workers, context, initializer=initializer, initargs=initargs)
+
+
+def _broken_pool() -> type:
+    from concurrent.futures.process import BrokenProcessPool
+
+    return BrokenProcessPool
