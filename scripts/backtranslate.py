@@ -76,15 +76,16 @@ def write(path: Path, lines: list[str]) -> None:
     partial.replace(path)
 
 
-def monolingual(lang: str, out: Path) -> int:
-    """Task 2's captions in ``lang``, each once, minus task 1's training side in ``lang``."""
-    folder = ROOT / "data" / "multi30k_task2"
+def monolingual(lang: str, out: Path, data: Path = ROOT / "data") -> int:
+    """Task 2's captions in ``lang``, each once (spaces normalized), minus task 1's training
+    side in ``lang``: the lines the final model would otherwise see twice."""
+    folder = data / "multi30k_task2"
     files = sorted(folder.glob(f"train.*.{lang}.gz"))
     if len(files) != 5:
         sys.exit(
             f"backtranslate: {folder} lacks train.1-5.{lang}.gz; run: seq2seq download multi30k --task 2"
         )
-    parallel = set(read(ROOT / "data" / "multi30k" / f"train.{lang}.gz"))
+    parallel = {" ".join(line.split()) for line in read(data / "multi30k" / f"train.{lang}.gz")}
     seen, kept = set(), []
     for path in files:
         for line in read(path):
@@ -109,7 +110,7 @@ def noised(line: str, rng: random.Random) -> str:
     return " ".join(w for _, w in sorted(zip(keys, words, strict=True)))
 
 
-def final_config(args, reverse_config: Path, corpus_prefix: Path, out: Path) -> None:
+def final_config(args, corpus_prefix: Path, out: Path) -> None:
     """The forward recipe with data.train as a list: the real pairs and the synthetic ones."""
     import yaml
 
@@ -223,7 +224,7 @@ def main() -> None:
     stage("corpus", corpus_done.exists(), make_corpus)
     config = work / "final.yaml"
     if not config.exists():
-        final_config(args, reverse_config, prefix, config)
+        final_config(args, prefix, config)
     final_done = work / "final" / "DONE"
     stage(
         "final",

@@ -9,7 +9,6 @@ a warning.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -31,11 +30,11 @@ from seq2seq.translation import (  # noqa: F401 (the API's names, defined torch-
     TranslateError,
     Translation,
     attention_record,
+    encode_lines,
     model_paths,
     plot_attention,
+    to_translations,
 )
-
-log = logging.getLogger(__name__)
 
 PART_NAMES = {
     "src_vocab": "source vocabulary",
@@ -152,20 +151,7 @@ class Translator:
         ``line_numbers`` name the lines in warnings (default: 1, 2, ...).
         """
         options = replace(options or DecodeOptions(), **overrides)
-        loaded = self.loaded
-        source_tokens = loaded.src_tokenizer.encode_many(lines)
-        for number, tokens in zip(
-            line_numbers or range(1, len(lines) + 1), source_tokens, strict=True
-        ):
-            if len(tokens) > self.max_src_len:
-                log.warning(
-                    "input line %d has %d tokens; translating its first %d",
-                    number,
-                    len(tokens),
-                    self.max_src_len,
-                )
-                del tokens[self.max_src_len :]
-        sources = [loaded.src_vocab.encode(tokens) for tokens in source_tokens]
+        source_tokens, sources = encode_lines(self.loaded, lines, self.max_src_len, line_numbers)
         results = decode_batches(
             sources,
             options.tokens_per_batch,
@@ -173,12 +159,4 @@ class Translator:
             lambda batch: self._decode(batch, options, keep_attention),
             on_batch,
         )
-        translations = []
-        for tokens, hypotheses in zip(source_tokens, results, strict=True):
-            candidates = []
-            for h in hypotheses or []:
-                output_tokens = loaded.tgt_vocab.decode(h.tokens)
-                text = loaded.tgt_tokenizer.decode(output_tokens)
-                candidates.append(Candidate(text, output_tokens, h.log_prob, h.score, h.attention))
-            translations.append(Translation(tokens, candidates))
-        return translations
+        return to_translations(self.loaded, source_tokens, results)

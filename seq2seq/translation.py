@@ -11,11 +11,14 @@ Shapes: N output tokens (EOS included), S source tokens.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from seq2seq.errors import UserError
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 QUANTIZE = (None, "int8")
@@ -128,6 +131,39 @@ class Translation:
     @property
     def text(self) -> str:
         return self.candidates[0].text if self.candidates else ""
+
+
+def encode_lines(
+    loaded, lines: list[str], max_src_len: int, line_numbers: list[int] | None = None
+) -> tuple[list[list[str]], list[list[int]]]:
+    """Raw lines -> source tokens and ids, through ``loaded``'s tokenizer and vocabulary; a
+    line of more than ``max_src_len`` tokens is cut there, with a warning naming its number
+    (``line_numbers``, default 1, 2, ...)."""
+    source_tokens = loaded.src_tokenizer.encode_many(lines)
+    numbers = line_numbers or range(1, len(lines) + 1)
+    for number, tokens in zip(numbers, source_tokens, strict=True):
+        if len(tokens) > max_src_len:
+            log.warning(
+                "input line %d has %d tokens; translating its first %d",
+                number,
+                len(tokens),
+                max_src_len,
+            )
+            del tokens[max_src_len:]
+    return source_tokens, [loaded.src_vocab.encode(tokens) for tokens in source_tokens]
+
+
+def to_translations(loaded, source_tokens: list[list[str]], results: list) -> list[Translation]:
+    """Per line, its hypotheses (n-best lists, None for an empty line) as text and tokens."""
+    translations = []
+    for tokens, hypotheses in zip(source_tokens, results, strict=True):
+        candidates = []
+        for h in hypotheses or []:
+            output_tokens = loaded.tgt_vocab.decode(h.tokens)
+            text = loaded.tgt_tokenizer.decode(output_tokens)
+            candidates.append(Candidate(text, output_tokens, h.log_prob, h.score, h.attention))
+        translations.append(Translation(tokens, candidates))
+    return translations
 
 
 def attention_record(index: int, translation: Translation) -> dict:

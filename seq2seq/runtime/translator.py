@@ -9,7 +9,6 @@ gives an empty translation, an over-long one is truncated with a warning.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -21,10 +20,8 @@ from seq2seq.corpus import token_batches
 from seq2seq.runtime.exported import ExportedModel, ExportError
 from seq2seq.runtime.search import beam_search, greedy, sample
 from seq2seq.tokenization import Preprocessing, SentencePieceTokenizer, SpacyTokenizer
-from seq2seq.translation import Candidate, LoadSpec, Translation
+from seq2seq.translation import LoadSpec, Translation, encode_lines, to_translations
 from seq2seq.vocab import PAD_ID, Vocab
-
-log = logging.getLogger(__name__)
 
 
 def read_preprocessing(folder: Path) -> Preprocessing:
@@ -90,30 +87,9 @@ class RuntimeTranslator:
     ) -> list[Translation]:
         """Tokens, scores (and attention) of the ``options.n_best`` candidates of every line."""
         options = replace(options or DecodeOptions(), **overrides)
-        loaded = self.loaded
-        source_tokens = loaded.src_tokenizer.encode_many(lines)
-        for number, tokens in zip(
-            line_numbers or range(1, len(lines) + 1), source_tokens, strict=True
-        ):
-            if len(tokens) > self.max_src_len:
-                log.warning(
-                    "input line %d has %d tokens; translating its first %d",
-                    number,
-                    len(tokens),
-                    self.max_src_len,
-                )
-                del tokens[self.max_src_len :]
-        sources = [loaded.src_vocab.encode(tokens) for tokens in source_tokens]
+        source_tokens, sources = encode_lines(self.loaded, lines, self.max_src_len, line_numbers)
         results = self._decode_all(sources, options, keep_attention, on_batch)
-        translations = []
-        for tokens, hypotheses in zip(source_tokens, results, strict=True):
-            candidates = []
-            for h in hypotheses or []:
-                output_tokens = loaded.tgt_vocab.decode(h.tokens)
-                text = loaded.tgt_tokenizer.decode(output_tokens)
-                candidates.append(Candidate(text, output_tokens, h.log_prob, h.score, h.attention))
-            translations.append(Translation(tokens, candidates))
-        return translations
+        return to_translations(self.loaded, source_tokens, results)
 
     def _decode_all(self, sources, options, keep_attention, on_batch) -> list:
         """search.py's ``decode_batches`` in NumPy: length-sorted batches, input order back."""
