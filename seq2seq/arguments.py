@@ -294,6 +294,13 @@ def _corpus_tools(commands) -> None:
     export.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
 
     _download(commands)
+    plot = commands.add_parser(
+        "plot", help="learning curves of training runs (validation BLEU and loss), no W&B needed"
+    )
+    plot.add_argument("runs", nargs="+", metavar="RUN_DIR", help="folders seq2seq train wrote")
+    plot.add_argument(
+        "--output", default="curves.png", help="PNG, SVG or PDF (default: %(default)s)"
+    )
 
 
 def _download(commands) -> None:

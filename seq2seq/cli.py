@@ -252,6 +252,13 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from seq2seq.curves import plot
+
+    print(plot(args.runs, args.output))
+    return 0
+
+
 def _download(args: argparse.Namespace) -> int:
     from seq2seq.download import download
 
@@ -290,6 +297,7 @@ HANDLERS = {
     "prepare": _prepare,
     "export": _export,
     "download": _download,
+    "plot": _plot,
 }
 
 

@@ -20,3 +20,28 @@ def attention_figure(source: list[str], output: list[str], weights: list[list[fl
     axes.set_ylabel("output")
     figure.tight_layout()
     return figure
+
+
+def curves_figure(runs: dict[str, list[dict]]):
+    """Validation BLEU and loss against minutes and steps, one line per run (``history``
+    entries: step, minutes, bleu, loss), as a 2 x 2 Figure."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(11, 7))
+    panels = figure.subplots(2, 2, squeeze=False)
+    for row, (metric, label) in enumerate(
+        (("bleu", "validation BLEU"), ("loss", "validation loss"))
+    ):
+        for column, (axis, unit) in enumerate((("minutes", "minutes"), ("step", "steps"))):
+            panel = panels[row][column]
+            for name, history in runs.items():
+                points = [(entry[axis], entry[metric]) for entry in history]
+                if points:
+                    xs, ys = zip(*points, strict=True)
+                    panel.plot(xs, ys, marker=".", label=name)
+            panel.set_xlabel(unit)
+            panel.set_ylabel(label)
+            panel.grid(alpha=0.3)
+    panels[0][0].legend(fontsize=8)
+    figure.tight_layout()
+    return figure

@@ -17,11 +17,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from tqdm import tqdm
-
 from seq2seq import distributed
 from seq2seq.checkpoint import step_checkpoints
 from seq2seq.config import Config
+from seq2seq.console import TrainingBar
 from seq2seq.data import batch_stream, worker_batch_stream
 from seq2seq.run import (
     Run,
@@ -116,12 +115,9 @@ def _loop(run: Run, signals: _StopSignals) -> None:
     meter = _Meter()
     clock = time.perf_counter()
     run.model.train()
-    with tqdm(
-        total=cfg.max_steps or None,
-        initial=progress.step,
-        unit="step",
-        dynamic_ncols=True,
-        disable=None if distributed.is_main() else True,
+    main = distributed.is_main()
+    with TrainingBar(
+        cfg, progress.step, _epochs(progress), progress.elapsed, None if main else False
     ) as bar:
         while not _done(run, signals):
             # One step reads world x accumulate batches; this rank trains on its share.
@@ -139,11 +135,13 @@ def _loop(run: Run, signals: _StopSignals) -> None:
             now = time.perf_counter()
             progress.elapsed, clock = progress.elapsed + now - clock, now
             meter.add(step_tokens, result.loss)
-            bar.update(1)
+            speed = None
             if progress.step % cfg.log_every == 0:
-                _log_training(run, meter.take(now), lr, result.grad_norm, bar)
+                speed = _log_training(run, meter.take(now), lr, result.grad_norm)
+            bar.update(progress.step, _epochs(progress), progress.elapsed, speed)
             if progress.step % cfg.valid_every == 0:
                 stop = validate_and_checkpoint(run)  # counts toward elapsed time, not tokens/s
+                bar.score(progress.history[-1][cfg.valid_metric])
                 meter.restart()
                 if stop:
                     log.info(
@@ -206,10 +204,15 @@ class _Meter:
         return values
 
 
-def _log_training(run: Run, window: tuple[float, float], lr: float, grad_norm: float, bar) -> None:
+def _epochs(progress) -> float:
+    """Epochs done, counting the current one as far as its batches went (for the bar)."""
+    return progress.epoch + (0.5 if progress.batch_in_epoch else 0.0)
+
+
+def _log_training(run: Run, window: tuple[float, float], lr: float, grad_norm: float) -> float:
+    """The log line of the last ``log_every`` steps; returns their target tokens/s."""
     progress = run.progress
     mean_loss, speed = window
-    bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{speed:.0f}", refresh=False)
     log.info(
         "step %d | epoch %d | loss %.3f | lr %.2e | grad norm %.2f | %.0f tgt tok/s",
         progress.step,
@@ -227,6 +230,7 @@ def _log_training(run: Run, window: tuple[float, float], lr: float, grad_norm: f
         "epoch": progress.epoch,
     }
     run.tracker.log({f"train/{k}": v for k, v in metrics.items()}, progress.step)
+    return speed
 
 
 def validate_and_checkpoint(run: Run) -> bool:

@@ -19,6 +19,7 @@ LAYERS = {
     "translation": 1,  # what a translation is and what to load: shared by both backends
     "runtime": 3,  # decoding an export with ONNX Runtime and NumPy: never torch
     "tracking": 1,
+    "console": 1,  # the training progress bar on a terminal
     "distributed": 1,
     "schedule": 1,
     "corpus": 2,
@@ -26,6 +27,7 @@ LAYERS = {
     "data": 4,
     "model": 5,  # the math, and the teacher-forced training path
     "checkpoint": 6,
+    "curves": 7,  # seq2seq plot: learning curves from run folders
     "quantize": 6,  # int8 arithmetic through oneDNN
     "step": 6,  # one training step and its loss
     "decoding": 7,  # the inference path: a model prepared for decoding (fp32, int8)
