@@ -162,6 +162,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         if args.output:
             _write_output(args.output, "".join(h + "\n" for h in report.hypotheses))
         if args.wandb:
+            from seq2seq.translation import is_export
+
+            if is_export(args.model[0]):
+                raise _usage_error(
+                    "evaluate: --wandb names the run by its checkpoint; an export has none "
+                    "(evaluate the checkpoint, or drop --wandb)"
+                )
             log_to_wandb(args.model[0], args.src, args.ref, report)
     else:
         if args.wandb:

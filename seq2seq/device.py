@@ -8,6 +8,7 @@ natively, else fp32. Training, translation, serving and evaluation all ask here.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -15,6 +16,10 @@ import torch
 from seq2seq.errors import UserError
 
 log = logging.getLogger(__name__)
+
+# oneDNN's ISA names (ONEDNN_MAX_CPU_ISA) that include bf16 dot products: AVX512_CORE_BF16,
+# AVX512_CORE_FP16, AVX512_CORE_AMX(_FP16), AVX10_1_512(_AMX(_FP16)) and ALL.
+BF16_ISAS = ("BF16", "FP16", "AMX", "AVX10", "ALL")
 
 
 class DeviceError(UserError, ValueError):
@@ -39,12 +44,17 @@ def pick_device(name: str) -> torch.device:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 matmuls in hardware (AVX-512 BF16 or AMX on a CPU)."""
+    """Whether ``device`` computes bf16 matmuls in hardware (AVX-512 BF16 or AMX on a CPU),
+    and oneDNN may use them: ``ONEDNN_MAX_CPU_ISA`` below AVX512_CORE_BF16 (AVX2, say, to
+    stand in for an AVX2-only CPU) leaves bf16 emulated, and oneDNN then has no bf16 LSTM."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
+        return False
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    if not any(name in cap for name in BF16_ISAS):
         return False
     return " avx512_bf16" in flags or " amx_bf16" in flags
 

@@ -42,3 +42,22 @@ def test_fp16_on_the_cpu_is_warned_about(caplog):
 def test_native_bf16_reads_the_cpu_flags():
     flags = open("/proc/cpuinfo").read()
     assert device.native_bf16(CPU) == (" avx512_bf16" in flags or " amx_bf16" in flags)
+
+
+@pytest.mark.parametrize(
+    "cap, native",
+    [("AVX2", False), ("avx512_core", False), ("AVX512_CORE_VNNI", False),
+     ("AVX512_CORE_BF16", True), ("AVX512_CORE_AMX", True), ("ALL", True), (None, True)],
+)  # fmt: skip
+def test_a_onednn_cap_below_bf16_makes_bf16_emulated(monkeypatch, tmp_path, cap, native):
+    """The CI's second pass caps oneDNN at AVX2 on an AVX-512 BF16 CPU: auto must be fp32
+    there, or the bf16 LSTM has no oneDNN primitive (seen on an AMD EPYC, family 26)."""
+    if cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    real = device.Path
+    monkeypatch.setattr(device, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real(p))
+    assert device.native_bf16(CPU) is native
