@@ -249,6 +249,10 @@ def main() -> None:
         scores.write_text(json.dumps(results, indent=1))
 
     stage("score", scores.exists(), score)
+    curves = [work / "final"] + (
+        [reverse.parent] if (reverse.parent / "train.log").exists() else []
+    )
+    run("plot", *map(str, curves), "--output", str(work / "curves.png"), threads=args.threads)
     print(json.dumps(times, indent=1))
 
 

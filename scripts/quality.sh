@@ -22,6 +22,7 @@ if [[ -z "${SKIP_TRAIN:-}" ]]; then
   "${pin[@]}" seq2seq train --config "configs/quality/multi30k_${src}_${tgt}_${variant}.yaml" \
     --output-dir "$run" --overwrite
 fi
+seq2seq plot "$run" --output "$run/curves.png"   # the learning curve, without W&B
 "${pin[@]}" seq2seq average --run "$run" --last 3 --output "$run/avg3.pt"
 "${pin[@]}" seq2seq average --run "$run" --last 5 --output "$run/avg5.pt"
 "${pin[@]}" python scripts/choose_on_val.py --src "$src" --tgt "$tgt" --out-dir "$run" \

@@ -1,4 +1,5 @@
-"""Learning rate x batch size sweep: short trainings, a table and a plot of validation BLEU.
+"""Learning rate x batch size sweep: short trainings, a table, a plot of validation BLEU and
+every run's learning curves (seq2seq plot) in one figure.
 
     python scripts/sweep.py --config configs/multi30k_de_en.yaml \
         --lr 0.0005 0.001 0.002 --batch-tokens 1000 2000 4000 --minutes 5 [--out runs/sweep]
@@ -88,6 +89,10 @@ def main() -> None:
     figure.tight_layout()
     figure.savefig(out / "sweep.png", dpi=120)
     print(f"plot: {out / 'sweep.png'}")
+    from seq2seq.curves import plot  # every run's learning curves on one figure
+
+    runs = [out / f"lr{lr:g}_bt{b}" for lr, b in itertools.product(args.lr, args.batch_tokens)]
+    print(f"curves: {plot(runs, out / 'curves.png')}")
 
 
 if __name__ == "__main__":

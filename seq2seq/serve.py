@@ -44,8 +44,10 @@ from seq2seq.serve_guard import (
     text_problems,
 )
 from seq2seq.serve_metrics import ServeMetrics
+from seq2seq.serve_page import add_page
 from seq2seq.serve_shutdown import DrainingServer
 from seq2seq.tokenization import SpacyTokenizer
+from seq2seq.translation import attention_record
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +100,33 @@ class TranslateRequest(BaseModel):
     seed: StrictInt | None = Field(
         None, description="a line's draws depend on this and the line only"
     )
+    n_best: StrictInt | None = Field(
+        None, description="candidates per line in details (at most the beam); default 1"
+    )
+    attention: bool = Field(
+        False, description="also answer details per line: tokens, candidates, attention weights"
+    )
+
+
+class Candidate(BaseModel):
+    text: str
+    score: float = Field(description="log-probability / length penalty (what beam search ranks)")
+
+
+class LineDetails(BaseModel):
+    source: list[str] = Field(description="the source tokens")
+    output: list[str] = Field(description="the best candidate's tokens, then </s>")
+    attention: list[list[float]] = Field(
+        description="weights: one row per output token (with </s>), one column per source token"
+    )
+    candidates: list[Candidate] = Field(description="the n-best, best first")
 
 
 class TranslateResponse(BaseModel):
     translations: list[str] = Field(description="one per input line, in order")
+    details: list[LineDetails] | None = Field(
+        None, description='with "attention": true, one per input line'
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -119,9 +144,9 @@ class RequestError(Exception):
 
 def _check(
     request: TranslateRequest, settings: ServeSettings, word_limit: int | None
-) -> DecodeOptions:
-    """How to decode the request (the server's options with its own fields); a RequestError
-    for what the limits or the text do not allow."""
+) -> tuple[DecodeOptions, bool]:
+    """How to decode the request (the server's options with its own fields) and whether it
+    wants details; a RequestError for what the limits or the text do not allow."""
     lines = request.text
     if len(lines) > settings.max_lines:
         message = f"text has {len(lines)} lines; at most {settings.max_lines} per request"
@@ -142,10 +167,34 @@ def _check(
         for name in ("sample", "temperature", "top_k", "top_p", "seed")
         if getattr(request, name) is not None
     }
+    if request.n_best is not None:
+        asked["n_best"] = request.n_best
     try:
-        return replace(settings.decode, beam=beam, **asked)
+        return replace(settings.decode, beam=beam, **asked), request.attention
     except ConfigError as error:
-        raise RequestError(422, str(error), "sampling") from None
+        raise RequestError(422, str(error), "options") from None
+
+
+def decode_lines(translator, lines: list[str], search: tuple[DecodeOptions, bool]) -> list:
+    """What the batcher runs: translations, or with details (``search[1]``) one dict per line."""
+    options, details = search
+    if not details:
+        return translator.translate(lines, options)
+    answers = []
+    for index, translation in enumerate(
+        translator.translate_detailed(lines, options, keep_attention=True)
+    ):
+        record = attention_record(index, translation)
+        answers.append(
+            {
+                "text": translation.text,
+                "source": record["source"],
+                "output": record["output"],
+                "attention": record["attention"],
+                "candidates": [{"text": c.text, "score": c.score} for c in translation.candidates],
+            }
+        )
+    return answers
 
 
 def _validation_message(error: RequestValidationError, content_type: str) -> str:
@@ -249,7 +298,7 @@ def create_app(translator, settings: ServeSettings, model_name: str = "") -> Fas
     """The server as an ASGI app; ``model_name`` (a name, never a path) shows in /health and /docs."""
     metrics, state = ServeMetrics(), ServeState()
     batcher = Batcher(
-        lambda lines, options: translator.translate(lines, options),
+        lambda lines, search: decode_lines(translator, lines, search),
         metrics,
         settings.max_wait_ms,
         settings.max_batch_lines,
@@ -276,20 +325,28 @@ def create_app(translator, settings: ServeSettings, model_name: str = "") -> Fas
     app.add_middleware(HostCheck, settings.allowed_hosts, metrics)
     app.add_middleware(Front, state, metrics)  # added last: the outermost
     _add_probes(app, model_name)
+    add_page(app)
 
-    @app.post("/translate", response_model=TranslateResponse, responses=ERRORS)
+    @app.post(
+        "/translate",
+        response_model=TranslateResponse,
+        responses=ERRORS,
+        response_model_exclude_none=True,
+    )
     async def translate(body: TranslateRequest, request: Request) -> TranslateResponse:
         """Translate lines; the answer holds one translation per line, in order."""
-        options = _check(body, settings, word_limit)
+        search = _check(body, settings, word_limit)
         if not body.text:
-            return TranslateResponse(translations=[])
+            return TranslateResponse(translations=[], details=[] if body.attention else None)
         arrived = request.scope.get(ARRIVED, time.monotonic())
         try:
-            pending = batcher.submit(body.text, options)
+            pending = batcher.submit(body.text, search)
             remaining = arrived + settings.timeout_s - time.monotonic()
             lines = await batcher.result(pending, remaining, _disconnected(request.receive))
         except (QueueFull, Abandoned, DecodeFailed, ShuttingDown) as error:
             raise _refusal(error) from None
+        if body.attention:
+            return TranslateResponse(translations=[d["text"] for d in lines], details=lines)
         return TranslateResponse(translations=lines)
 
     return app

@@ -49,6 +49,7 @@ LAYERS = {
     "evaluate": 12,  # --model translates first
     "workers": 12,  # who decodes a chunk: this process or a pool
     "journal": 12,  # a file translation's partial outputs, progress journal and lock
+    "serve_page": 11.6,  # GET /: the translation page
     "serve": 12,  # HTTP in front of a Translator
     "arguments": 12,  # the command line's grammar; imports nothing of ours
     "streaming": 13,  # files of any size through a Translator

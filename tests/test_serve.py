@@ -237,3 +237,33 @@ def test_a_request_can_sample(server, toy_checkpoint):
     assert answer["translations"] == translator.translate(lines, DecodeOptions(**asked))
     status, answer = translate(server, {"text": lines, "sample": True, "top_p": 0})
     assert status == 422 and "top_p" in answer["error"]
+
+
+def test_attention_details_match_file_mode(server, toy_checkpoint):
+    lines = toy_lines(12, seed=6)
+    translator = Translator.from_checkpoint(toy_checkpoint, "cpu")
+    status, answer = translate(server, {"text": lines, "beam": 3, "n_best": 2, "attention": True})
+    assert status == 200
+    expected = translator.translate_detailed(lines, beam=3, n_best=2, keep_attention=True)
+    assert answer["translations"] == [t.text for t in expected]
+    for details, want in zip(answer["details"], expected, strict=True):
+        assert details["source"] == want.source_tokens
+        assert [c["text"] for c in details["candidates"]] == [c.text for c in want.candidates]
+        if want.candidates:
+            assert details["output"] == want.candidates[0].tokens + ["</s>"]
+            assert len(details["attention"]) == len(details["output"])
+            assert all(len(row) == len(details["source"]) for row in details["attention"])
+            assert all(abs(sum(row) - 1) < 1e-4 for row in details["attention"])
+    assert "details" not in translate(server, {"text": lines})[1]  # off by default
+    status, answer = translate(server, {"text": lines, "beam": 2, "n_best": 3})
+    assert status == 422 and "n-best" in answer["error"]
+
+
+def test_the_page_is_served_and_self_contained(server):
+    status, headers, page = call(server + "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    text = page.decode()
+    assert 'id="translate"' in text and '"attention": true' not in text  # JS builds the body
+    assert "http://" not in text and "https://" not in text  # no CDN: works offline
+    schema = call(server + "/openapi.json")[2]
+    assert "LineDetails" in json.dumps(schema) and '"/"' not in json.dumps(schema["paths"])
