@@ -176,14 +176,10 @@ class DecodeOptions:
             raise ConfigError("sampling draws one translation per line: n-best must be 1")
 
     @property
-    def searched(self) -> str:
-        """Which decoder runs: ``sample``, ``greedy`` (beam 1) or ``beam``."""
-        return "sample" if self.sample else "greedy" if self.beam == 1 else "beam"
-
-    @property
     def tokens_per_batch(self) -> int:
         """What was fastest on a 2-core CPU unless set: beam search holds K rows per sentence."""
-        return self.batch_tokens or (1500 if self.searched == "beam" else 8000)
+        beam_search = self.beam > 1 and not self.sample
+        return self.batch_tokens or (1500 if beam_search else 8000)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -143,3 +144,44 @@ def token_batches(
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
+
+
+def decode_in_batches(sources: list[list[int]], batch_tokens: int, decode, on_batch=None) -> list:
+    """``decode(indices)`` (a length-sorted batch of ``sources`` -> one result per sentence)
+    over all of them; the results in input order, None for an empty source (never decoded).
+    ``on_batch`` hears how many lines each batch finished (the empty ones at the end). Both
+    backends batch through here: search.py with PyTorch batches, runtime/ with NumPy arrays."""
+    results: list = [None] * len(sources)
+    lengths = [len(s) for s in sources]
+    nonempty = [i for i, length in enumerate(lengths) if length > 0]
+    for indices in token_batches(lengths, nonempty, batch_tokens, rng=None):
+        for i, result in zip(indices, decode(indices), strict=True):
+            results[i] = result
+        if on_batch is not None:
+            on_batch(len(indices))
+    if on_batch is not None and len(nonempty) < len(sources):
+        on_batch(len(sources) - len(nonempty))
+    return results
+
+
+@dataclass
+class Mixture:
+    """Several training corpora in one store: which corpus each pair came from, and how
+    often each corpus is drawn per epoch (its ``weight`` times its pairs: 0.5 a random half,
+    2.5 every pair twice and a random half once more). OpenNMT-py's ``weight`` and fairseq's
+    ``--upsample-primary`` are the same idea; this one is exact per epoch, not on average."""
+
+    origin: np.ndarray  # (pairs,) the corpus of each pair
+    weights: tuple[float, ...]  # per corpus
+
+    def draw(self, indices: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """This epoch's pairs (with repeats) from the kept ``indices``."""
+        parts = []
+        for corpus, weight in enumerate(self.weights):
+            pool = indices[self.origin[indices] == corpus]
+            whole, fraction = divmod(weight, 1.0)
+            parts += [pool] * int(whole)
+            extra = int(round(fraction * len(pool)))
+            if extra:
+                parts.append(np.sort(rng.choice(pool, extra, replace=False)))
+        return np.concatenate(parts) if parts else indices[:0]

@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
 from seq2seq.config import DataConfig
-from seq2seq.corpus import DataError, TokenStore, read_parallel, resolve, token_batches
+from seq2seq.corpus import DataError, Mixture, TokenStore, read_parallel, resolve, token_batches
 from seq2seq.prepare import open_prepared
 from seq2seq.tokenization import (
     Preprocessing,
@@ -105,29 +105,6 @@ def epoch_batches(
     if mixture is not None:
         indices = mixture.draw(indices, np.random.default_rng([seed, epoch, 1]))
     return token_batches(lengths, indices, batch_tokens, np.random.default_rng([seed, epoch]))
-
-
-@dataclass
-class Mixture:
-    """Several training corpora in one store: which corpus each pair came from, and how
-    often each corpus is drawn per epoch (its ``weight`` times its pairs: 0.5 a random half,
-    2.5 every pair twice and a random half once more). OpenNMT-py's ``weight`` and fairseq's
-    ``--upsample-primary`` are the same idea; this one is exact per epoch, not on average."""
-
-    origin: np.ndarray  # (pairs,) the corpus of each pair
-    weights: tuple[float, ...]  # per corpus
-
-    def draw(self, indices: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """This epoch's pairs (with repeats) from the kept ``indices``."""
-        parts = []
-        for corpus, weight in enumerate(self.weights):
-            pool = indices[self.origin[indices] == corpus]
-            whole, fraction = divmod(weight, 1.0)
-            parts += [pool] * int(whole)
-            extra = int(round(fraction * len(pool)))
-            if extra:
-                parts.append(np.sort(rng.choice(pool, extra, replace=False)))
-        return np.concatenate(parts) if parts else indices[:0]
 
 
 @dataclass
@@ -350,8 +327,12 @@ def batch_stream(
     data: TrainingData, batch_tokens: int, seed: int, epoch: int, start: int
 ) -> Iterator[tuple[tuple[int, int], Batch]]:
     """Endless training batches from (epoch, batch ``start``) on, each with the position after it."""
-    corpus = (data.train_src, data.train_tgt, data.train_indices, data.resegment, data.mixture)
-    return _batches(*corpus, batch_tokens, seed, epoch, start)
+    return _batches(*_corpus(data), batch_tokens, seed, epoch, start)
+
+
+def _corpus(data: TrainingData) -> tuple:
+    """What the batches are drawn from (it travels to a DataLoader worker)."""
+    return data.train_src, data.train_tgt, data.train_indices, data.resegment, data.mixture
 
 
 def _batches(src, tgt, indices, resegment, mixture, batch_tokens, seed, epoch, start):
@@ -369,13 +350,7 @@ class _BatchStream(IterableDataset):
     """``batch_stream`` for a DataLoader worker; the id arrays (and any Resegmenter) travel to it."""
 
     def __init__(self, data: TrainingData, batch_tokens: int, seed: int, epoch: int, start: int):
-        self.corpus = (
-            data.train_src,
-            data.train_tgt,
-            data.train_indices,
-            data.resegment,
-            data.mixture,
-        )
+        self.corpus = _corpus(data)
         self.start = (batch_tokens, seed, epoch, start)
 
     def __iter__(self):

@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from seq2seq.config import DecodeOptions
-from seq2seq.data import Batch, collate, token_batches
+from seq2seq.corpus import decode_in_batches
+from seq2seq.data import Batch, collate
 from seq2seq.decoding import Decoding
 from seq2seq.model import Seq2Seq
 from seq2seq.sampling import choose, sentence_keys
@@ -285,22 +286,13 @@ def decode_batches(
     on_batch: Callable[[int], None] | None = None,
 ) -> list:
     """``decode`` (a batch -> one result per sentence) over ``sources`` in length-sorted
-    batches; the results in input order, None for an empty source (never decoded).
-    ``on_batch`` hears how many lines each batch finished (the empty ones at the end)."""
-    results: list = [None] * len(sources)
-    lengths = [len(s) for s in sources]
-    nonempty = [i for i, length in enumerate(lengths) if length > 0]
-    done = 0
-    for indices in token_batches(lengths, nonempty, batch_tokens, rng=None):
-        batch = collate(sources, None, indices).to(device)
-        for i, result in zip(indices, decode(batch), strict=True):
-            results[i] = result
-        done += len(indices)
-        if on_batch is not None:
-            on_batch(len(indices))
-    if on_batch is not None and done < len(sources):
-        on_batch(len(sources) - done)
-    return results
+    batches (``corpus.decode_in_batches``), each collated onto ``device``."""
+    return decode_in_batches(
+        sources,
+        batch_tokens,
+        lambda indices: decode(collate(sources, None, indices).to(device)),
+        on_batch,
+    )
 
 
 def decode_corpus(

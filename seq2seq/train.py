@@ -117,7 +117,7 @@ def _loop(run: Run, signals: _StopSignals) -> None:
     run.model.train()
     main = distributed.is_main()
     with TrainingBar(
-        cfg, progress.step, _epochs(progress), progress.elapsed, None if main else False
+        cfg, progress.step, progress.epoch, progress.elapsed, None if main else False
     ) as bar:
         while not _done(run, signals):
             # One step reads world x accumulate batches; this rank trains on its share.
@@ -138,7 +138,7 @@ def _loop(run: Run, signals: _StopSignals) -> None:
             speed = None
             if progress.step % cfg.log_every == 0:
                 speed = _log_training(run, meter.take(now), lr, result.grad_norm)
-            bar.update(progress.step, _epochs(progress), progress.elapsed, speed)
+            bar.update(progress.step, progress.epoch, progress.elapsed, speed)
             if progress.step % cfg.valid_every == 0:
                 stop = validate_and_checkpoint(run)  # counts toward elapsed time, not tokens/s
                 bar.score(progress.history[-1][cfg.valid_metric])
@@ -202,11 +202,6 @@ class _Meter:
         values = self.loss / max(self.steps, 1), self.tokens / max(now - self.start, 1e-9)
         self.restart()
         return values
-
-
-def _epochs(progress) -> float:
-    """Epochs done, counting the current one as far as its batches went (for the bar)."""
-    return progress.epoch + (0.5 if progress.batch_in_epoch else 0.0)
 
 
 def _log_training(run: Run, window: tuple[float, float], lr: float, grad_norm: float) -> float:

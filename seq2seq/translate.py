@@ -9,8 +9,7 @@ a warning.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -27,13 +26,12 @@ from seq2seq.tokenization import mismatched
 from seq2seq.translation import (  # noqa: F401 (the API's names, defined torch-free)
     Candidate,
     LoadSpec,
+    TextTranslator,
     TranslateError,
     Translation,
     attention_record,
-    encode_lines,
     model_paths,
     plot_attention,
-    to_translations,
 )
 
 PART_NAMES = {
@@ -56,7 +54,7 @@ def _check_compatible(first_path, first: LoadedModel, path, other: LoadedModel) 
         )
 
 
-class Translator:
+class Translator(TextTranslator):
     """Decodes with one model, or with an ensemble of models that share tokenizers and vocabularies."""
 
     def __init__(self, loaded: LoadedModel | Sequence[LoadedModel], spec: LoadSpec):
@@ -130,33 +128,12 @@ class Translator:
                 return [[h] for h in found]
             return beam_search(self.scorer, batch.src, batch.src_lengths, options, keep_attention)
 
-    def translate(
-        self, lines: list[str], options: DecodeOptions | None = None, **overrides
-    ) -> list[str]:
-        """Translate raw lines: ``translate(lines, beam=1)`` or ``translate(lines, options)``."""
-        return [t.text for t in self.translate_detailed(lines, options, **overrides)]
-
-    def translate_detailed(
-        self,
-        lines: list[str],
-        options: DecodeOptions | None = None,
-        keep_attention: bool = False,
-        on_batch: Callable[[int], None] | None = None,
-        line_numbers: list[int] | None = None,
-        **overrides,
-    ) -> list[Translation]:
-        """Tokens, scores (and attention) of the ``options.n_best`` candidates of every line.
-
-        ``overrides`` replace fields of ``options`` (``beam=1``, ``n_best=3``, ...);
-        ``line_numbers`` name the lines in warnings (default: 1, 2, ...).
-        """
-        options = replace(options or DecodeOptions(), **overrides)
-        source_tokens, sources = encode_lines(self.loaded, lines, self.max_src_len, line_numbers)
-        results = decode_batches(
+    def decode_sources(self, sources, options: DecodeOptions, keep_attention: bool, on_batch):
+        """Id lists -> n-best hypotheses, in length-sorted batches on this device."""
+        return decode_batches(
             sources,
             options.tokens_per_batch,
             self.device,
             lambda batch: self._decode(batch, options, keep_attention),
             on_batch,
         )
-        return to_translations(self.loaded, source_tokens, results)

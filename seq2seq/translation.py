@@ -12,10 +12,12 @@ Shapes: N output tokens (EOS included), S source tokens.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from seq2seq.config import DecodeOptions
 from seq2seq.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -133,37 +135,66 @@ class Translation:
         return self.candidates[0].text if self.candidates else ""
 
 
-def encode_lines(
-    loaded, lines: list[str], max_src_len: int, line_numbers: list[int] | None = None
-) -> tuple[list[list[str]], list[list[int]]]:
-    """Raw lines -> source tokens and ids, through ``loaded``'s tokenizer and vocabulary; a
-    line of more than ``max_src_len`` tokens is cut there, with a warning naming its number
-    (``line_numbers``, default 1, 2, ...)."""
-    source_tokens = loaded.src_tokenizer.encode_many(lines)
-    numbers = line_numbers or range(1, len(lines) + 1)
-    for number, tokens in zip(numbers, source_tokens, strict=True):
-        if len(tokens) > max_src_len:
-            log.warning(
-                "input line %d has %d tokens; translating its first %d",
-                number,
-                len(tokens),
-                max_src_len,
-            )
-            del tokens[max_src_len:]
-    return source_tokens, [loaded.src_vocab.encode(tokens) for tokens in source_tokens]
+class TextTranslator:
+    """Raw lines in, ``Translation``s out: what both backends share. A subclass sets
+    ``loaded`` (tokenizers and vocabularies) and ``max_src_len``, and decodes id lists in
+    ``decode_sources(sources, options, keep_attention, on_batch)``: one n-best list of
+    hypotheses per source (None for an empty one), in input order.
 
+    Lines are tokenized with the model's own tokenizer; a line of more than
+    ``max_src_len`` tokens is cut there with a warning naming its number.
+    """
 
-def to_translations(loaded, source_tokens: list[list[str]], results: list) -> list[Translation]:
-    """Per line, its hypotheses (n-best lists, None for an empty line) as text and tokens."""
-    translations = []
-    for tokens, hypotheses in zip(source_tokens, results, strict=True):
-        candidates = []
-        for h in hypotheses or []:
-            output_tokens = loaded.tgt_vocab.decode(h.tokens)
-            text = loaded.tgt_tokenizer.decode(output_tokens)
-            candidates.append(Candidate(text, output_tokens, h.log_prob, h.score, h.attention))
-        translations.append(Translation(tokens, candidates))
-    return translations
+    loaded: Any
+    max_src_len: int
+
+    def decode_sources(self, sources, options, keep_attention, on_batch) -> list:
+        raise NotImplementedError
+
+    def translate(
+        self, lines: list[str], options: DecodeOptions | None = None, **overrides
+    ) -> list[str]:
+        """Translate raw lines: ``translate(lines, beam=1)`` or ``translate(lines, options)``."""
+        return [t.text for t in self.translate_detailed(lines, options, **overrides)]
+
+    def translate_detailed(
+        self,
+        lines: list[str],
+        options: DecodeOptions | None = None,
+        keep_attention: bool = False,
+        on_batch: Callable[[int], None] | None = None,
+        line_numbers: list[int] | None = None,
+        **overrides,
+    ) -> list[Translation]:
+        """Tokens, scores (and attention) of the ``options.n_best`` candidates of every line.
+
+        ``overrides`` replace fields of ``options`` (``beam=1``, ``n_best=3``, ...);
+        ``line_numbers`` name the lines in warnings (default: 1, 2, ...).
+        """
+        options = replace(options or DecodeOptions(), **overrides)
+        loaded = self.loaded
+        source_tokens = loaded.src_tokenizer.encode_many(lines)
+        numbers = line_numbers or range(1, len(lines) + 1)
+        for number, tokens in zip(numbers, source_tokens, strict=True):
+            if len(tokens) > self.max_src_len:
+                log.warning(
+                    "input line %d has %d tokens; translating its first %d",
+                    number,
+                    len(tokens),
+                    self.max_src_len,
+                )
+                del tokens[self.max_src_len :]
+        sources = [loaded.src_vocab.encode(tokens) for tokens in source_tokens]
+        results = self.decode_sources(sources, options, keep_attention, on_batch)
+        translations = []
+        for tokens, hypotheses in zip(source_tokens, results, strict=True):
+            candidates = []
+            for h in hypotheses or []:
+                output_tokens = loaded.tgt_vocab.decode(h.tokens)
+                text = loaded.tgt_tokenizer.decode(output_tokens)
+                candidates.append(Candidate(text, output_tokens, h.log_prob, h.score, h.attention))
+            translations.append(Translation(tokens, candidates))
+        return translations
 
 
 def attention_record(index: int, translation: Translation) -> dict:

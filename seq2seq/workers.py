@@ -160,6 +160,8 @@ class PoolDecoder:
         self.pool = _pool(job.workers, context, _init_worker, (job, devices, threads))
 
     def map(self, lines: list[str], first: int, on_lines=None) -> list[Rendered]:
+        from concurrent.futures.process import BrokenProcessPool  # a pool's: not at start-up
+
         # Dealt by length, so every worker gets a similar share of long and short lines.
         order = sorted(range(len(lines)), key=lambda i: len(lines[i]))
         pieces = [order[k :: self.job.workers] for k in range(self.job.workers)]
@@ -167,7 +169,7 @@ class PoolDecoder:
         merged: list[Rendered | None] = [None] * len(lines)
         try:
             results = list(self.pool.map(_work, tasks))
-        except _broken_pool():
+        except BrokenProcessPool:
             raise WorkerDied(
                 "a translation worker process died (killed by a signal: the OOM killer, if "
                 "memory ran out; then use fewer --workers or a smaller --batch-tokens); the "
@@ -202,9 +204,3 @@ def _pool(workers: int, context, initializer, initargs):
     from concurrent.futures import ProcessPoolExecutor
 
     return ProcessPoolExecutor(workers, context, initializer=initializer, initargs=initargs)
-
-
-def _broken_pool() -> type:
-    from concurrent.futures.process import BrokenProcessPool
-
-    return BrokenProcessPool

@@ -9,18 +9,16 @@ gives an empty translation, an over-long one is truncated with a warning.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from seq2seq.config import DecodeOptions
-from seq2seq.corpus import token_batches
+from seq2seq.corpus import decode_in_batches
 from seq2seq.runtime.exported import ExportedModel, ExportError
 from seq2seq.runtime.search import beam_search, greedy, sample
 from seq2seq.tokenization import Preprocessing, SentencePieceTokenizer, SpacyTokenizer
-from seq2seq.translation import LoadSpec, Translation, encode_lines, to_translations
+from seq2seq.translation import LoadSpec, TextTranslator
 from seq2seq.vocab import PAD_ID, Vocab
 
 
@@ -46,7 +44,7 @@ def _tokenizer(folder: Path, settings: dict):
     return SentencePieceTokenizer(proto, settings["lowercase"])
 
 
-class RuntimeTranslator:
+class RuntimeTranslator(TextTranslator):
     """Decodes with the ONNX graphs of one export folder (``seq2seq export``)."""
 
     def __init__(self, spec: LoadSpec, threads: int | None = None):
@@ -72,41 +70,14 @@ class RuntimeTranslator:
             return [[h] for h in found]
         return beam_search(self.model, src, lengths, options, keep_attention)
 
-    def translate(self, lines: list[str], options: DecodeOptions | None = None, **overrides):
-        """Translate raw lines: ``translate(lines, beam=1)`` or ``translate(lines, options)``."""
-        return [t.text for t in self.translate_detailed(lines, options, **overrides)]
+    def decode_sources(self, sources, options: DecodeOptions, keep_attention: bool, on_batch):
+        """Id lists -> n-best hypotheses, in length-sorted batches of NumPy arrays."""
 
-    def translate_detailed(
-        self,
-        lines: list[str],
-        options: DecodeOptions | None = None,
-        keep_attention: bool = False,
-        on_batch: Callable[[int], None] | None = None,
-        line_numbers: list[int] | None = None,
-        **overrides,
-    ) -> list[Translation]:
-        """Tokens, scores (and attention) of the ``options.n_best`` candidates of every line."""
-        options = replace(options or DecodeOptions(), **overrides)
-        source_tokens, sources = encode_lines(self.loaded, lines, self.max_src_len, line_numbers)
-        results = self._decode_all(sources, options, keep_attention, on_batch)
-        return to_translations(self.loaded, source_tokens, results)
-
-    def _decode_all(self, sources, options, keep_attention, on_batch) -> list:
-        """search.py's ``decode_batches`` in NumPy: length-sorted batches, input order back."""
-        results: list = [None] * len(sources)
-        lengths = [len(s) for s in sources]
-        nonempty = [i for i, length in enumerate(lengths) if length > 0]
-        for indices in token_batches(lengths, nonempty, options.tokens_per_batch, rng=None):
-            batch_lengths = np.array([lengths[i] for i in indices], dtype=np.int64)  # (B,)
-            src = np.full((len(indices), batch_lengths.max()), PAD_ID, dtype=np.int64)  # (B, S)
+        def decode(indices):
+            lengths = np.array([len(sources[i]) for i in indices], dtype=np.int64)  # (B,)
+            src = np.full((len(indices), lengths.max()), PAD_ID, dtype=np.int64)  # (B, S)
             for row, i in enumerate(indices):
-                src[row, : lengths[i]] = sources[i]
-            for i, result in zip(
-                indices, self._decode(src, batch_lengths, options, keep_attention), strict=True
-            ):
-                results[i] = result
-            if on_batch is not None:
-                on_batch(len(indices))
-        if on_batch is not None and len(nonempty) < len(sources):
-            on_batch(len(sources) - len(nonempty))
-        return results
+                src[row, : lengths[row]] = sources[i]
+            return self._decode(src, lengths, options, keep_attention)
+
+        return decode_in_batches(sources, options.tokens_per_batch, decode, on_batch)
