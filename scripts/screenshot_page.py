@@ -1,7 +1,7 @@
 """The README's picture of the translation page: a running server, headless chromium, two lines.
 
     seq2seq serve --model exports/de_en_1h --port 8765 &
-    python scripts/screenshot_page.py [--url http://127.0.0.1:8765/] [--output docs/translation_page.png]
+    python scripts/screenshot_page.py [--url http://127.0.0.1:8765/] [--output docs/img/translation_page.png]
 
 Needs selenium and Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver).
 """
@@ -17,7 +17,7 @@ LINES = ["Ein Mann mit einem roten Helm fährt Fahrrad.", "Zwei Hunde spielen im
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8765/")
-    parser.add_argument("--output", default="docs/translation_page.png")
+    parser.add_argument("--output", default="docs/img/translation_page.png")
     args = parser.parse_args()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

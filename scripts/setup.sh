@@ -9,4 +9,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -c "import torch" 2>/dev/null || pip install --quiet torch==2.13.0
+# 0.1 installed itself as "seq2seq" (on the package index, another project's name): drop that
+if pip show -q seq2seq 2> /dev/null; then pip uninstall -y -q seq2seq; fi
 pip install --quiet -e ".[dev]"

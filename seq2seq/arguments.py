@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 
+from seq2seq import __version__
 from seq2seq.config import DecodeOptions
 
 DEFAULTS = DecodeOptions()
 
-# Measured on a 2-core CPU (README, "Files of any size"): the split of the cores
+# Measured on a 2-core CPU (docs/results.md, "Decoding speed"): the split of the cores
 # between decoding processes that translated fastest.
 DEFAULT_WORKERS = 1
 PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
@@ -87,7 +88,9 @@ def add_decoding_options(parser: argparse.ArgumentParser, beam_help: str) -> Non
 
 def _train(commands) -> None:
     train = commands.add_parser("train", help="train a model from a YAML config")
-    train.add_argument("--config", required=True, help="YAML file (see configs/ and the README)")
+    train.add_argument(
+        "--config", required=True, help="YAML file (see configs/ and docs/reference/config.md)"
+    )
     train.add_argument(
         "--output-dir", help="where checkpoints and logs go (default: runs/CONFIG_NAME)"
     )
@@ -159,7 +162,7 @@ def _translate(commands) -> None:
 
 
 def _serve(commands) -> None:
-    serve = commands.add_parser("serve", help="serve a model over HTTP (needs seq2seq[serve])")
+    serve = commands.add_parser("serve", help="serve a model over HTTP (needs the serve extra)")
     serve.add_argument(
         "--model",
         required=True,
@@ -167,9 +170,9 @@ def _serve(commands) -> None:
         help="checkpoint (several: an ensemble), or a folder from seq2seq export",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=int, default=8080, help="TCP port (default: %(default)s)")
     add_decoding_options(serve, "beam when a request names none")
-    limits = serve.add_argument_group("limits (README, Serving over HTTP)")
+    limits = serve.add_argument_group("limits (docs/guide/serving.md)")
     for option, kind, default, text in (
         ("--max-beam", positive_int, 16, "largest beam a request may ask"),
         ("--max-lines", positive_int, 512, "lines per request"),
@@ -276,9 +279,11 @@ def _corpus_tools(commands) -> None:
     prepare = commands.add_parser(
         "prepare", help="tokenize a training corpus once into memory-mapped arrays"
     )
-    prepare.add_argument("--config", required=True)
+    prepare.add_argument("--config", required=True, help="the YAML config whose data to prepare")
     prepare.add_argument("--output", required=True, help="folder for meta.pt and the arrays")
-    prepare.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    prepare.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value"
+    )
     prepare.add_argument("--workers", type=positive_int, default=2, help="tokenizer processes")
 
     export = commands.add_parser(
@@ -305,7 +310,11 @@ def _corpus_tools(commands) -> None:
 
 def _download(commands) -> None:
     download = commands.add_parser("download", help="fetch a public corpus into data/")
-    download.add_argument("corpus", choices=["multi30k", "tatoeba_de_en"])
+    download.add_argument(
+        "corpus",
+        choices=["multi30k", "tatoeba_de_en"],
+        help="Multi30k (see --task) or Tatoeba German-English",
+    )
     download.add_argument(
         "--task",
         type=int,
@@ -326,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="only warnings and errors on stderr"
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"seq2seq {__version__}", help="print the version"
     )
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (_train, _translate, _serve, _evaluate, _corpus_tools):

@@ -116,7 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise _usage_error(
             f"serve needs FastAPI, uvicorn and prometheus-client ({error.name} is missing): "
-            "pip install 'seq2seq[serve]'"
+            "pip install 'seq2seq-nmt[serve]'"
         ) from None
     from seq2seq.translators import load_translator
 

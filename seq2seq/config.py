@@ -28,10 +28,10 @@ class ConfigError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class SentencePieceConfig:
-    vocab_size: int = 8000
+    vocab_size: int = 8000  # subword pieces per model, specials included
     joint: bool = True  # one model for both languages (shared subwords)
-    model_type: Literal["unigram", "bpe"] = "unigram"
-    character_coverage: float = 1.0
+    model_type: Literal["unigram", "bpe"] = "unigram"  # SentencePiece's segmentation algorithm
+    character_coverage: float = 1.0  # share of characters covered; rarer ones become <unk>
     # Subword regularization (Kudo 2018), training text only: every epoch segments it afresh.
     sampling_alpha: float = 0.0  # 0: off; unigram: smoothing (larger: less varied); bpe: dropout
     sampling_nbest: int = -1  # unigram: sample among the n best segmentations; -1: among all
@@ -48,22 +48,23 @@ class CorpusConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    src_lang: str = "de"
-    tgt_lang: str = "en"
+    src_lang: str = "de"  # source language code: file suffix and spaCy tokenizer
+    tgt_lang: str = "en"  # target language code
     # A path prefix (files {train}.{src_suffix} and .{tgt_suffix}, plain or .gz), or a list of
     # corpora with their own weight and tag (CorpusConfig).
     train: str | list[CorpusConfig] = ""
-    valid: str = ""
+    valid: str = ""  # validation prefix: the pairs scored every train.valid_every steps
     prepared: str | None = None  # folder written by `seq2seq prepare`: train from it, memory-mapped
     src_suffix: str | None = None  # file suffix when it differs from the language code
-    tgt_suffix: str | None = None
+    tgt_suffix: str | None = None  # the same for the target files
+    # words (spaCy's blank rule-based tokenizers) or subwords (SentencePiece)
     tokenizer: Literal["spacy", "sentencepiece"] = "sentencepiece"
     sentencepiece: SentencePieceConfig = field(default_factory=SentencePieceConfig)
-    lowercase: bool = False
+    lowercase: bool = False  # lowercase both sides before tokenizing (output is lowercase too)
     max_len: int = 100  # training pairs with more tokens on either side are dropped
     src_vocab_size: int = 50000  # maximum vocabulary size, specials included
-    tgt_vocab_size: int = 50000
-    min_freq: int = 1
+    tgt_vocab_size: int = 50000  # the same for the target side
+    min_freq: int = 1  # tokens seen fewer times in training become <unk>
     # Reuse the tokenizers and vocabularies of this checkpoint instead of building them: models
     # that must share them (ensemble members, distilled students) are trained this way.
     vocab_from: str | None = None
@@ -79,45 +80,46 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    embedding_size: int = 256
+    embedding_size: int = 256  # source and target embeddings (E)
     encoder_hidden_size: int = 256  # per direction
-    encoder_layers: int = 1
-    decoder_hidden_size: int = 512
-    decoder_layers: int = 1
-    attention_size: int = 512
-    dropout: float = 0.3
+    encoder_layers: int = 1  # stacked bidirectional LSTM layers
+    decoder_hidden_size: int = 512  # decoder LSTM state (H)
+    decoder_layers: int = 1  # stacked decoder LSTM layers
+    attention_size: int = 512  # hidden size of the additive attention's tanh layer
+    dropout: float = 0.3  # on embeddings, between stacked layers and on the attentional output
     tie_embeddings: bool = False  # share target embeddings with the output layer
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    seed: int = 1
+    seed: int = 1  # weights, batch order and dropout: the same seed gives the same run
     batch_tokens: int = 1500  # target tokens per batch (before accumulation)
     accumulate: int = 1  # batches per optimizer step
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"  # sgd: plain, no momentum
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    lr: float = 1e-3  # peak learning rate (after warmup)
+    weight_decay: float = 0.0  # L2 (adam, sgd) or decoupled (adamw)
     clip_norm: float = 1.0  # 0 disables clipping
-    label_smoothing: float = 0.1
+    label_smoothing: float = 0.1  # probability mass spread over the vocabulary (Szegedy et al.)
     # Scheduled sampling (Bengio et al. 2015): each decoder input is the gold previous token
     # with a probability, else the model's own guess (never a special symbol).
     teacher_forcing_ratio: float = 1.0  # that probability, constant; the floor for a decay
     scheduled_sampling: Literal["off", "inverse_sigmoid"] = "off"  # decay from 1 to the ratio
     scheduled_sampling_k: float = 1000.0  # inverse sigmoid k/(k + exp(step/k)): halfway near k ln k
     sampled_tokens: Literal["argmax", "sample"] = "argmax"  # the model's guess: best or sampled
+    # plateau: decay on stalled validation; inverse_sqrt: after warmup; cosine: over the budget
     lr_schedule: Literal["constant", "plateau", "inverse_sqrt", "cosine"] = "plateau"
-    warmup_steps: int = 0
+    warmup_steps: int = 0  # linear warmup from 0 to lr over this many steps
     lr_decay_factor: float = 0.5  # plateau: multiply the lr by this ...
     lr_patience: int = 2  # ... after this many validations without improvement
-    min_lr: float = 1e-5
+    min_lr: float = 1e-5  # the schedules never go below this
     max_steps: int = 0  # 0: no limit (cosine needs this or max_minutes)
-    max_epochs: int = 0
+    max_epochs: int = 0  # 0: no limit
     max_minutes: float = 0.0  # wall-clock training budget; 0: none
     valid_every: int = 500  # steps
-    valid_metric: Literal["bleu", "loss", "ppl"] = "bleu"
+    valid_metric: Literal["bleu", "loss", "ppl"] = "bleu"  # picks best.pt; bleu: greedy, on valid
     early_stopping_patience: int = 0  # validations without improvement; 0: off
     valid_max_len_ratio: float = 2.0  # greedy output limit = ratio * source length + 5
-    log_every: int = 50
+    log_every: int = 50  # steps between log lines (loss, lr, tokens/s)
     precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"  # auto: bf16 where fast
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     num_threads: int = 0  # CPU threads for torch; 0: all cores
@@ -130,11 +132,12 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class WandbConfig:
-    mode: Literal["offline", "online", "disabled"] | None = None  # None: $WANDB_MODE, else offline
-    project: str = "seq2seq"
-    entity: str | None = None
-    name: str | None = None
-    tags: list[str] = field(default_factory=list)
+    # None: $WANDB_MODE when set, else online where an API key is configured, else offline
+    mode: Literal["offline", "online", "disabled"] | None = None
+    project: str = "seq2seq"  # W&B project the run is filed under
+    entity: str | None = None  # W&B team or user; None: the default of the API key
+    name: str | None = None  # run name; None: the output folder's name
+    tags: list[str] = field(default_factory=list)  # W&B tags, to filter runs
 
 
 def higher_is_better(metric: str) -> bool:
@@ -157,7 +160,7 @@ class DecodeOptions:
     temperature: float = 1.0  # divides the log-probabilities; 0: the argmax (greedy)
     top_k: int = 0  # draw among the K most probable tokens; 0: all
     top_p: float = 1.0  # draw within the smallest set of probability >= p (nucleus)
-    seed: int = 0
+    seed: int = 0  # sampling: the draws of a sentence depend on this and its source only
 
     def __post_init__(self):
         if self.beam < 1:

@@ -53,7 +53,7 @@ def plot(folders: list[str | Path], output: str | Path) -> Path:
 
         from seq2seq.plots import curves_figure
     except ImportError:
-        raise PlotError("seq2seq plot needs matplotlib: pip install 'seq2seq[plot]'") from None
+        raise PlotError("seq2seq plot needs matplotlib: pip install 'seq2seq-nmt[plot]'") from None
     names = [Path(f).name or str(f) for f in folders]
     if len(set(names)) < len(names):
         names = [str(f) for f in folders]

@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from seq2seq import checkpoint
+from seq2seq import __version__, checkpoint
 from seq2seq.config import DecodeOptions
 from seq2seq.decoding import Decoding
 from seq2seq.errors import UserError
@@ -257,8 +257,8 @@ def export(
 def _versions() -> dict:
     from importlib import metadata
 
-    versions = {"torch": torch.__version__}
-    for name in ("seq2seq", "onnx", "onnxscript", "onnxruntime"):
+    versions = {"torch": torch.__version__, "seq2seq": __version__}
+    for name in ("onnx", "onnxscript", "onnxruntime"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -16,7 +16,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-# Why a request was refused: each has its own status code (README, "Serving over HTTP").
+# Why a request was refused: each has its own status code (docs/guide/serving.md).
 REJECTIONS = (
     "bad_host",  # 400: the Host header names no allowed host
     "invalid",  # 400: not JSON, or not {"text": [strings], "beam": int}
@@ -25,6 +25,7 @@ REJECTIONS = (
     "timeout",  # 408 while the body arrives, 504 while it waits or decodes
     "too_large",  # 413: too many bytes, lines or characters
     "beam",  # 422: beam outside 1..max_beam
+    "options",  # 422: decoding options DecodeOptions refuses (n_best > beam, top_p 0, ...)
     "queue_full",  # 503: the queue has no room for the request's lines
     "shutting_down",  # 503: SIGTERM came; only requests already in flight are answered
     "failed",  # 500: decoding the request failed (the server logs why)

@@ -7,6 +7,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "seq2seq"
 
 # Each module's layer; a module may import only modules of a lower layer.
 LAYERS = {
+    "__version__": -2,  # seq2seq/__init__.py: the installed version; imports nothing of ours
     "errors": -1,
     "config": 0,
     "vocab": -0.5,  # (config checks tags against its specials)
@@ -25,6 +26,7 @@ LAYERS = {
     "corpus": 2,
     "prepare": 3,  # seq2seq prepare: a corpus tokenized once, as id arrays
     "data": 4,
+    "weight_grads": 4.5,  # a loop's weight gradients as one product over its steps
     "model": 5,  # the math, and the teacher-forced training path
     "checkpoint": 6,
     "curves": 7,  # seq2seq plot: learning curves from run folders
