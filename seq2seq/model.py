@@ -26,6 +26,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.config import ModelConfig
 from seq2seq.vocab import PAD_ID
+from seq2seq.weight_grads import LoopLinear
 
 
 def lstm_update(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
@@ -289,6 +290,20 @@ class Decoder(nn.Module):
         """The products of a step, computed from this decoder's own weights."""
         return StepLayers(self.projections(), self.attention.query_proj, self.combine)
 
+    def loop_layers(self) -> StepLayers:
+        """``step_layers`` for a teacher-forced loop that backpropagates: the same products,
+        each weight's gradient one product over all steps (weight_grads.py)."""
+        recurrent = LoopLinear(self.recurrent_weight())
+        first = lambda feed, h: recurrent(torch.cat([feed, h.to(feed.dtype)], dim=-1))  # noqa: E731
+        projections = [first]
+        for weight, bias in self.layer_weights()[1:]:
+            upper = LoopLinear(weight, bias)
+            projections.append(lambda x, h, upper=upper: upper(torch.cat([x, h.to(x.dtype)], -1)))
+        query = self.attention.query_proj
+        return StepLayers(
+            projections, LoopLinear(query.weight, query.bias), LoopLinear(self.combine.weight)
+        )
+
     def step_with(
         self, layers: StepLayers, embedding_gates: Tensor, state: DecoderState, encoded: Encoded
     ) -> tuple[Tensor, DecoderState, Tensor]:
@@ -326,7 +341,8 @@ class Decoder(nn.Module):
         """Teacher-forced loop: (B, T) -> attentional outputs (B, T, D)."""
         state = self.init_state(encoded)
         embedding_gates = self.embedding_gates(tgt_in)  # (B, T, 4D), all steps at once
-        layers = self.step_layers()  # weights concatenated once per batch
+        # Weights concatenated (and cast) once per batch; their gradients summed once.
+        layers = self.loop_layers() if torch.is_grad_enabled() else self.step_layers()
         outputs = []
         for t in range(tgt_in.size(1)):
             output, state, _ = self.step_with(layers, embedding_gates[:, t], state, encoded)
