@@ -2,7 +2,7 @@
 
     python scripts/backtranslate.py --direction de-en --variant tagged-beam \
         [--reverse runs/q_en_de_1h/best.pt] [--workdir runs/bt_de_en] \
-        [--final-minutes 55] [--weight 1.0] [--threads 1]
+        [--final-minutes 55] [--weight 1.0] [--threads 1] [--init-from runs/q_de_en_1h/best.pt]
 
 For de->en the target side is English: English captions are translated into
 German by the reverse (en->de) model, and the synthetic German with the real
@@ -22,7 +22,8 @@ Haddow and Birch 2016). Stages, each skipped when its output is complete:
 5. final    the final model on real + synthetic pairs: the reverse recipe's architecture
             and schedule, data.train a list (the real corpus at weight 1, the synthetic one
             at --weight, tagged <bt> for the tagged variants: Caswell et al. 2019), chosen
-            on val BLEU (train.valid_metric), --final-minutes of training
+            on val BLEU (train.valid_metric), --final-minutes of training; with --init-from,
+            it starts from that forward model (same tokenizers; untagged variants only)
 6. score    the final model on val and test_2016_flickr (beam 5), into {workdir}/scores.json
 
 Each stage's time is written to {workdir}/times.json, with the CPU's model name.
@@ -122,6 +123,8 @@ def final_config(args, corpus_prefix: Path, out: Path) -> None:
     forward["data"]["train"] = [{"prefix": "data/multi30k/train", "weight": 1.0}, synthetic]
     forward["train"]["max_minutes"] = args.final_minutes
     forward["train"]["num_threads"] = args.threads
+    if args.init_from:  # warm start: the forward model's weights, tokenizers and vocabularies
+        forward["train"]["init_from"] = str(args.init_from)
     forward["wandb"] = {"project": "seq2seq-backtranslation"}
     out.write_text(
         f"# Written by scripts/backtranslate.py ({args.direction}, {args.variant}).\n"
@@ -139,7 +142,17 @@ def main() -> None:
     parser.add_argument("--weight", type=float, default=1.0, help="the synthetic corpus's weight")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit", type=int, default=0, help="back-translate the first N only")
+    parser.add_argument(
+        "--init-from",
+        help="start the final model from this forward checkpoint (untagged variants only: "
+        "its vocabulary has no tag)",
+    )
     args = parser.parse_args()
+    if args.init_from and args.variant.startswith("tagged"):
+        parser.error(
+            "--init-from keeps the checkpoint's vocabulary, which has no <bt> tag: "
+            "use an untagged variant (beam, sample, noised-beam) or train from scratch"
+        )
     src, tgt = args.direction.split("-")
     work = Path(args.workdir or ROOT / "runs" / f"bt_{src}_{tgt}_{args.variant}")
     work.mkdir(parents=True, exist_ok=True)

@@ -45,3 +45,22 @@ def test_noise_drops_replaces_and_moves_words_only_a_little():
         assert all(abs(ranks[p] - place) <= 2 for place, p in enumerate(positions))
     assert 0.75 < kept / (200 * 40) < 0.85  # 10% dropped, 10% replaced
     assert 0.07 < blanks / (200 * 40) < 0.13
+
+
+def test_final_config_lists_both_corpora_and_warm_starts_only_untagged(tmp_path):
+    import argparse
+
+    import yaml
+
+    args = argparse.Namespace(
+        direction="de-en", variant="beam", weight=0.5, final_minutes=40, threads=1,
+        init_from="runs/base_de_en/best.pt",
+    )  # fmt: skip
+    backtranslate.final_config(args, tmp_path / "bt", tmp_path / "final.yaml")
+    config = yaml.safe_load((tmp_path / "final.yaml").read_text())
+    assert config["data"]["train"] == [
+        {"prefix": "data/multi30k/train", "weight": 1.0},
+        {"prefix": str(tmp_path / "bt"), "weight": 0.5},
+    ]
+    assert config["train"]["init_from"] == "runs/base_de_en/best.pt"
+    assert config["train"]["max_minutes"] == 40
