@@ -27,45 +27,46 @@ class LoopLinear:
     """``x -> x W^T + b`` applied at each step of one loop, with one backward product."""
 
     def __init__(self, weight: Tensor, bias: Tensor | None = None):
-        self.records: list[tuple[Tensor, Tensor]] = []  # (g_t, x_t), filled in backward
+        # (g_t, x_t) of every step, appended in backward. Only this list is shared with the
+        # autograd nodes: a node holding the LoopLinear, which holds the node's own output,
+        # would be a cycle through C++ that Python's collector never frees.
+        self.records: list[tuple[Tensor, Tensor]] = []
         device = weight.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
-        self.dtype = dtype or weight.dtype
-        self.out_features = weight.size(0)
         # The loop's copy of W (and b): the steps' inputs, cast once; their gradient is
         # computed from the records by _Gather.backward, after every step's backward.
-        self.weight, self.bias = _Gather.apply(self, weight, bias)
+        self.weight, self.bias = _Gather.apply(self.records, dtype or weight.dtype, weight, bias)
 
     def __call__(self, x: Tensor) -> Tensor:
-        return _Step.apply(self, x, self.weight, self.bias)  # (B, out)
+        return _Step.apply(self.records, x, self.weight, self.bias)  # (B, out)
 
 
 class _Gather(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, loop: LoopLinear, weight: Tensor, bias: Tensor | None):
-        ctx.loop = loop
+    def forward(ctx, records: list, dtype: torch.dtype, weight: Tensor, bias: Tensor | None):
+        ctx.records = records
         ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
         with torch.autocast(weight.device.type, enabled=False):
-            cast = weight.to(loop.dtype, copy=True)
-            return cast, None if bias is None else bias.to(loop.dtype, copy=True)
+            cast = weight.to(dtype, copy=True)
+            return cast, None if bias is None else bias.to(dtype, copy=True)
 
     @staticmethod
     def backward(ctx, _weight_grad, _bias_grad):
-        loop = ctx.loop
-        if not loop.records:
-            return None, None, None
-        grads = torch.cat([g for g, _ in loop.records])  # (N, out), N = the steps' rows
-        inputs = torch.cat([x for _, x in loop.records])  # (N, in)
-        loop.records.clear()
+        records = ctx.records
+        if not records:
+            return None, None, None, None
+        grads = torch.cat([g for g, _ in records])  # (N, out), N = the steps' rows
+        inputs = torch.cat([x for _, x in records])  # (N, in)
+        records.clear()
         weight_grad = (grads.t() @ inputs).to(ctx.dtypes[0])  # (out, in)
         bias_grad = None if ctx.dtypes[1] is None else grads.float().sum(0).to(ctx.dtypes[1])
-        return None, weight_grad, bias_grad
+        return None, None, weight_grad, bias_grad
 
 
 class _Step(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, loop: LoopLinear, x: Tensor, weight: Tensor, bias: Tensor | None):
-        ctx.loop, ctx.x_dtype = loop, x.dtype
+    def forward(ctx, records: list, x: Tensor, weight: Tensor, bias: Tensor | None):
+        ctx.records, ctx.x_dtype = records, x.dtype
         with torch.autocast(x.device.type, enabled=False):
             x = x.to(weight.dtype)
             ctx.save_for_backward(x, weight)
@@ -76,8 +77,8 @@ class _Step(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, weight = ctx.saved_tensors
-        grad = grad.to(weight.dtype).reshape(-1, ctx.loop.out_features)  # (B, out)
-        ctx.loop.records.append((grad, x.reshape(-1, x.size(-1))))
+        grad = grad.to(weight.dtype).reshape(-1, weight.size(0))  # (B, out)
+        ctx.records.append((grad, x.reshape(-1, x.size(-1))))
         # W's gradient comes from _Gather; a zero here (never summed: _Gather ignores it)
         # would cost the additions this module exists to avoid, so none is returned.
         return None, (grad @ weight).to(ctx.x_dtype), None, None

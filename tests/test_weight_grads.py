@@ -77,3 +77,20 @@ def test_the_gradient_arrives_once_and_bias_is_the_column_sum():
     torch.testing.assert_close(weight.grad, sum(torch.ones(2, 4).t() @ x for x in xs))
     torch.testing.assert_close(bias.grad, torch.full((4,), 10.0))
     assert not linear.records  # freed after use
+
+
+def test_a_loop_frees_its_graph():
+    """No reference cycle through autograd's nodes: a batch's LoopLinear dies with its graph."""
+    import gc
+    import weakref
+
+    weight = torch.randn(4, 3, requires_grad=True)
+    linear = LoopLinear(weight)
+    linear(torch.randn(2, 3)).sum().backward()
+    alive = weakref.ref(linear.weight)
+    del linear
+    gc.disable()  # freed by reference counting alone, as in the training loop
+    try:
+        assert alive() is None
+    finally:
+        gc.enable()
