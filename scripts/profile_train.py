@@ -1,7 +1,7 @@
 """Where a training step's time goes: by part of the model, and by operator (issue 26).
 
     python scripts/profile_train.py [--config configs/multi30k_de_en.yaml] [--precision bf16]
-                                    [--steps 20] [--warmup 5] [--threads N]
+                                    [--steps 20] [--warmup 5] [--threads N] [--compare]
 
 Runs the training loop's own step (step.train_step) on the config's data and
 model, under torch.profiler, after ``--warmup`` unprofiled steps. Parts are
@@ -13,6 +13,11 @@ autograd runs the parts' gradients interleaved) and the optimizer (clipping
 and the update). A part's share is its time over the profiled steps' total;
 the profiler adds overhead, so the unprofiled step time is printed beside it.
 Prints two tables (markdown) and the CPU with its flags.
+
+``--compare`` also times the decoder's weight gradients both ways in this one
+process, on the same batches, in alternating rounds: one product over all
+steps (weight_grads.LoopLinear, the default) against autograd's per-step
+products (what the training step did before), and prints their ratio.
 """
 
 from __future__ import annotations
@@ -63,6 +68,33 @@ def label_parts(trainable) -> None:
     trainable.optimizer.step = labelled("update", trainable.optimizer.step)
 
 
+def compare_weight_grads(trainable, batches, cfg, rounds: int = 3) -> None:
+    """Seconds for the same batches with LoopLinear and with per-step weight gradients,
+    alternating so that both see the same machine; prints a table and the ratio."""
+    from seq2seq.step import train_step
+
+    decoder = trainable.model.decoder
+    times = {"one product over all steps (LoopLinear)": [], "per step (autograd)": []}
+    for _ in range(rounds):
+        for name in times:
+            if name.startswith("per step"):
+                decoder.__dict__["loop_layers"] = decoder.step_layers
+            start = time.perf_counter()
+            for batch in batches:
+                train_step(trainable, [batch], batch.n_tokens, cfg.lr, cfg, 1.0)
+            times[name].append(time.perf_counter() - start)
+            decoder.__dict__.pop("loop_layers", None)
+    tokens = sum(batch.n_tokens for batch in batches)
+    print("| decoder weight gradients | best of rounds: ms per step | target tokens/s |")
+    print("|---|---|---|")
+    for name, seconds in times.items():
+        best = min(seconds)
+        print(f"| {name} | {best / len(batches) * 1000:.1f} | {tokens / best:,.0f} |")
+    loop, step = (min(v) for v in times.values())
+    print(f"\nLoopLinear: {step / loop:.2f}x the per-step rate ({rounds} rounds of "
+          f"{len(batches)} steps each, alternating)\n")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "multi30k_de_en.yaml"))
@@ -71,6 +103,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: the default")
     parser.add_argument("--ops", type=int, default=15, help="operators listed")
+    parser.add_argument("--compare", action="store_true", help="LoopLinear against per-step")
     args = parser.parse_args()
 
     import torch
@@ -102,6 +135,8 @@ def main() -> None:
         return time.perf_counter() - start, tokens
 
     run(args.warmup)
+    if args.compare:
+        compare_weight_grads(trainable, [next(stream)[1] for _ in range(args.steps)], cfg)
     plain_s, plain_tokens = run(args.steps)
     label_parts(trainable)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:

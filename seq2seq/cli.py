@@ -157,8 +157,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         if not args.src or args.hyp:
             raise _usage_error("evaluate: --model needs --src (and no --hyp)")
         report = evaluate_model(
-            _load_spec(args), args.src, args.ref, metrics, _decode_options(args), **options
-        )
+            _load_spec(args), args.src, args.ref, metrics, _decode_options(args), args.baseline,
+            paired_method=args.paired, **options,
+        )  # fmt: skip
         if args.output:
             _write_output(args.output, "".join(h + "\n" for h in report.hypotheses))
         if args.wandb:

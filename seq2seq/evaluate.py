@@ -91,14 +91,19 @@ def evaluate_files(
 ) -> Report:
     hypotheses = read_lines(hyp)
     references = read_references(refs, len(hypotheses), str(hyp))
-    baseline_lines = None
-    if baseline is not None:
-        baseline_lines = read_lines(baseline)
-        if len(baseline_lines) != len(hypotheses):
-            raise EvaluationError(
-                f"{hyp} has {len(hypotheses)} lines but the baseline {baseline} has {len(baseline_lines)}"
-            )
+    baseline_lines = _read_baseline(baseline, len(hypotheses), str(hyp))
     return evaluate_lines(hypotheses, references, metrics, baseline=baseline_lines, **options)
+
+
+def _read_baseline(baseline: str | Path | None, expected: int, name: str) -> list[str] | None:
+    if baseline is None:
+        return None
+    lines = read_lines(baseline)
+    if len(lines) != expected:
+        raise EvaluationError(
+            f"{name} has {expected} lines but the baseline {baseline} has {len(lines)}"
+        )
+    return lines
 
 
 def evaluate_model(
@@ -107,15 +112,18 @@ def evaluate_model(
     refs: list[str | Path],
     metrics: list[str],
     translate_options: DecodeOptions | None = None,
+    baseline: str | Path | None = None,
     **options,
 ) -> Report:
-    """Translate ``src`` with ``model`` (a checkpoint, or a ``LoadSpec``) and score the output."""
+    """Translate ``src`` with ``model`` (a checkpoint, or a ``LoadSpec``) and score the output;
+    with ``baseline`` (another system's translations of ``src``), test the difference."""
     sources = read_lines(src)
     references = read_references(refs, len(sources), str(src))
+    baseline_lines = _read_baseline(baseline, len(sources), str(src))
     spec = model if isinstance(model, LoadSpec) else LoadSpec.of(model)
     translator = load_translator(spec)
     hypotheses = translator.translate(sources, translate_options)
-    return evaluate_lines(hypotheses, references, metrics, **options)
+    return evaluate_lines(hypotheses, references, metrics, baseline=baseline_lines, **options)
 
 
 def log_to_wandb(

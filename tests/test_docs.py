@@ -46,3 +46,42 @@ def test_pages_speak_of_the_toolkit_not_of_work_sessions(page):
 def test_readme_is_a_front_door():
     lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
     assert len(lines) <= 300, f"README.md has {len(lines)} lines; move detail into docs/"
+
+
+def _documented_commands():
+    """Every `seq2seq ...` command line in the pages' code blocks, continuations joined."""
+    for page in PAGES:
+        inside, pending = False, ""
+        for line in page.read_text(encoding="utf-8").splitlines():
+            if line.lstrip().startswith("```"):
+                inside, pending = not inside, ""
+                continue
+            if not inside:
+                continue
+            line = pending + line.strip()
+            pending = ""
+            if line.endswith("\\"):
+                pending = line[:-1] + " "
+                continue
+            for part in re.split(r"\s*(?:\||&&|;)\s*", line.split("  #")[0]):
+                part = re.sub(r"^(?:\S+=\S+\s+)*(?:taskset -c \S+\s+)?", "", part)
+                if part.startswith("seq2seq ") and "..." not in part:
+                    yield page.relative_to(ROOT), part
+
+
+def test_documented_commands_parse():
+    """A command the docs show is one the parser accepts (placeholders are fine as values)."""
+    import shlex
+
+    from seq2seq.arguments import build_parser
+
+    bad = []
+    for page, command in _documented_commands():
+        command = re.split(r"\s[<>]\s?", command)[0].strip().removesuffix("&")
+        # a synopsis (`seq2seq train --config FILE [--resume ...]`): its required part
+        words = shlex.split(re.sub(r"\[[^\]]*\]", "", command))[1:]
+        try:
+            build_parser().parse_args(words)
+        except SystemExit:
+            bad.append(f"{page}: {command}")
+    assert not bad, "\n".join(bad)

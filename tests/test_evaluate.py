@@ -139,3 +139,20 @@ def test_line_count_mismatch_names_both_files(files, tmp_path):
     empty.write_text("")
     with pytest.raises(EvaluationError, match="empty"):
         evaluate_files(empty, [empty], ["bleu"])
+
+
+def test_a_model_is_compared_with_a_baseline_file(toy_checkpoint, tmp_path):
+    """evaluate --model ... --baseline FILE: the paired test, not a silently ignored flag."""
+    from seq2seq.evaluate import evaluate_model
+
+    src, ref = ROOT / "data/toy/test.src", ROOT / "data/toy/test.tgt"
+    own = evaluate_model(toy_checkpoint, src, [ref], ["bleu"])
+    baseline = tmp_path / "baseline.txt"
+    baseline.write_text("".join(h + "\n" for h in own.hypotheses))
+    report = evaluate_model(toy_checkpoint, src, [ref], ["bleu"], baseline=baseline)
+    comparison = report.comparisons["bleu"]
+    assert comparison.baseline == pytest.approx(own.scores["bleu"].score)
+    assert comparison.p_value > 0.5  # the same translations: no difference
+    baseline.write_text("one line\n")
+    with pytest.raises(EvaluationError, match="baseline"):
+        evaluate_model(toy_checkpoint, src, [ref], ["bleu"], baseline=baseline)
