@@ -16,8 +16,8 @@ PAGES = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").rglo
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("mkdocs") is None,
-    reason="needs the docs extra: pip install -e '.[docs]'",
+    importlib.util.find_spec("mkdocs") is None and not os.environ.get("CI"),
+    reason="needs the docs extra: pip install -e '.[docs]' (in CI this fails instead)",
 )
 def test_site_builds_strictly(tmp_path):
     done = subprocess.run(
