@@ -67,7 +67,9 @@ def corpus_score(
     )
     signature = str(metric.get_signature())
     if confidence:
-        return Score(name, result.score, signature, result._mean, result._ci, result.format())
+        # sacrebleu's bootstrap gives NumPy floats; plain floats serialize (evaluate --json)
+        mean, halfwidth = float(result._mean), float(result._ci)
+        return Score(name, float(result.score), signature, mean, halfwidth, result.format())
     return Score(name, result.score, signature, text=result.format())
 
 
@@ -109,4 +111,4 @@ def paired_test(
         # No observed difference is no evidence of one. sacrebleu counts resampled
         # differences strictly above the observed one, so it returns 1 / (n + 1) here.
         p_value = 1.0
-    return Comparison(name, system_result.score, base_result.score, p_value)
+    return Comparison(name, float(system_result.score), float(base_result.score), float(p_value))

@@ -156,3 +156,15 @@ def test_a_model_is_compared_with_a_baseline_file(toy_checkpoint, tmp_path):
     baseline.write_text("one line\n")
     with pytest.raises(EvaluationError, match="baseline"):
         evaluate_model(toy_checkpoint, src, [ref], ["bleu"], baseline=baseline)
+
+
+def test_the_json_report_with_intervals_and_a_baseline_serializes(tmp_path):
+    """--json --confidence --baseline: sacrebleu's NumPy floats must not reach json.dumps."""
+    hyp, ref, base = tmp_path / "hyp.txt", tmp_path / "ref.txt", tmp_path / "base.txt"
+    hyp.write_text("\n".join(HYPS) + "\n")
+    ref.write_text("\n".join(REFS) + "\n")
+    base.write_text("\n".join(reversed(HYPS)) + "\n")
+    report = evaluate_files(hyp, [ref], ["bleu", "chrf"], baseline=base, confidence=True)
+    decoded = json.loads(json.dumps(report.to_json()))
+    assert set(decoded["bleu"]) >= {"score", "ci95", "baseline", "p_value"}
+    assert 0 < decoded["bleu"]["ci95"]["halfwidth"] < decoded["bleu"]["score"]
