@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import inspect
 import sys
+import types
 import typing
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def type_name(hint) -> str:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Literal:
         return " \\| ".join(f'`"{a}"`' if isinstance(a, str) else f"`{a}`" for a in args)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         return " or ".join(type_name(a) for a in args)
     if origin is list:
         inner = args[0] if args else typing.Any
@@ -203,6 +204,14 @@ def cli_page() -> str:
         "by hand. `seq2seq COMMAND --help` prints the same.",
         "",
     ]
+    parser = build_parser()
+    summaries = {  # each subcommand's one-line help, as `seq2seq --help` lists it
+        f"seq2seq {c.dest}": c.help
+        for a in parser._actions
+        if isinstance(a, argparse._SubParsersAction)
+        for c in a._choices_actions
+    }
+    summaries["seq2seq"] = parser.description
     for command, parser in subcommands():
         actions = [
             a
@@ -210,16 +219,7 @@ def cli_page() -> str:
             if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))
         ]
         out += [f"## `{command}`", ""]
-        description = parser.description
-        if command != "seq2seq":
-            description = next(
-                c.help
-                for a in build_parser()._actions
-                if isinstance(a, argparse._SubParsersAction)
-                for c in a._choices_actions
-                if c.dest == command.split()[-1]
-            )
-        out += [f"{description}.".replace("..", "."), ""]
+        out += [f"{summaries[command]}.".replace("..", "."), ""]
         if actions:
             out += ["| option | default | meaning |", "|---|---|---|"]
             out += [option_row(a) for a in actions]
