@@ -1,6 +1,9 @@
 """Experiment configuration: YAML read once, strictly, into frozen dataclasses.
 
-Every error names the file, the dotted key and what is allowed, e.g.
+This module is the schema: the sections and their fields (each with its help text,
+which docs/reference/config.md is generated from), the value checks and the checks
+of combinations. strict.py does the reading. Every error names the file, the dotted
+key and what is allowed, e.g.
 ``x.yaml: model.hiden_size: unknown key (did you mean hidden_size?)``.
 ``--set key.path=value`` overrides go through the same checks.
 """
@@ -8,22 +11,16 @@ Every error names the file, the dotted key and what is allowed, e.g.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
-import typing
-from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 
-from seq2seq.errors import UserError
+from seq2seq.strict import Checks, ConfigError, build, parse_overrides, read_yaml, set_path
 from seq2seq.vocab import SPECIALS
 
-
-class ConfigError(UserError, ValueError):
-    """A configuration value a user wrote is unknown, mistyped or impossible."""
+__all__ = ["ConfigError", "load", "from_dict", "parse_overrides", "to_dict", "dump"]
 
 
 @dataclass(frozen=True)
@@ -197,7 +194,7 @@ class Config:
 _POSITIVE = (lambda v: v > 0, "a number > 0")
 _NON_NEGATIVE = (lambda v: v >= 0, "a number >= 0")
 _PROBABILITY = (lambda v: 0 <= v < 1, "a number in [0, 1)")
-_CHECKS: dict[str, tuple[Any, str]] = {
+_CHECKS: Checks = {
     "data.train": (
         lambda v: v not in ("", []),
         "a path prefix such as data/multi30k/train, or a list of corpora",
@@ -250,104 +247,10 @@ _CHECKS: dict[str, tuple[Any, str]] = {
 }
 
 
-def _is_union(tp: Any) -> bool:
-    return isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union
-
-
-def _type_name(tp: Any) -> str:
-    if typing.get_origin(tp) is Literal:
-        return "one of " + ", ".join(str(a) for a in typing.get_args(tp))
-    if _is_union(tp):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return "null"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; ints are accepted as floats."""
-    origin = typing.get_origin(tp)
-    if _is_union(tp):
-        errors = []
-        for option in typing.get_args(tp):
-            try:
-                return _convert(value, option, key, where)
-            except ConfigError as error:
-                errors.append((option, error))
-        for option, error in errors:  # the option of the value's own shape knows what is wrong
-            if (typing.get_origin(option) is list and isinstance(value, list)) or (
-                dataclasses.is_dataclass(option) and isinstance(value, dict)
-            ):
-                raise error
-    elif origin is Literal:
-        if value in typing.get_args(tp):
-            return value
-    elif origin is list:
-        (item_type,) = typing.get_args(tp)
-        if isinstance(value, list):
-            return [_convert(v, item_type, f"{key}[{i}]", where) for i, v in enumerate(value)]
-    elif tp is type(None):
-        if value is None:
-            return None
-    elif dataclasses.is_dataclass(tp):
-        if isinstance(value, dict):
-            return _build(tp, value, key, where)
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
-        return value
-    raise ConfigError(f"{where}: {key}: expected {_type_name(tp)}, got {value!r}")
-
-
-def _build(cls: type, values: dict, prefix: str, where: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for name, value in values.items():
-        key = f"{prefix}.{name}" if prefix else str(name)
-        if name not in names:
-            close = difflib.get_close_matches(str(name), names, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else f" (allowed: {', '.join(names)})"
-            raise ConfigError(f"{where}: {key}: unknown key{hint}")
-        kwargs[name] = _convert(value, hints[name], key, where)
-    for name in names:  # absent sections are built from {} so their checks run too
-        if name not in kwargs and dataclasses.is_dataclass(hints[name]):
-            kwargs[name] = _build(hints[name], {}, f"{prefix}.{name}" if prefix else name, where)
-    obj = cls(**kwargs)
-    for name in names:
-        key = f"{prefix}.{name}" if prefix else name
-        check = _CHECKS.get(key)
-        if check and not check[0](getattr(obj, name)):
-            raise ConfigError(f"{where}: {key}: expected {check[1]}, got {getattr(obj, name)!r}")
-    return obj
-
-
-def _set_path(tree: dict, dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = tree
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"--set {dotted}: {part} is not a section")
-    node[parts[-1]] = value
-
-
-def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
-    """Parse ``key.path=value`` strings; values are read as YAML (``0.5``, ``true``, ``[a]``)."""
-    parsed = []
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item}: expected key.path=value, e.g. train.lr=0.001")
-        parsed.append((key.strip(), yaml.safe_load(raw) if raw else ""))
-    return parsed
-
-
 def from_dict(values: dict, where: str = "config") -> Config:
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a mapping of sections (data, model, train, wandb)")
-    config = _build(Config, values, "", where)
+    config = build(Config, values, where, _CHECKS)
     _check_combinations(config, where)
     return config
 
@@ -414,50 +317,16 @@ def _check_combinations(config: Config, where: str) -> None:
         raise ConfigError(f"{where}: train.min_lr: must not exceed train.lr ({train.lr})")
 
 
-class _DuplicateKey(yaml.YAMLError):
-    def __init__(self, key, line: int, first: int):
-        super().__init__(f"line {line}: duplicate key {key!r} (first at line {first})")
-        self.key, self.line, self.first = key, line, first
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if not isinstance(key, Hashable):
-                continue  # the base class reports an unhashable key itself
-            if key in seen:
-                raise _DuplicateKey(key, line, seen[key])
-            seen[key] = line
-        return super().construct_mapping(node, deep)
-
-
 def load(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read a YAML config file strictly and apply ``--set`` overrides."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read config ({error.strerror})") from None
-    try:
-        values = yaml.load(text, Loader=_StrictLoader) or {}
-    except _DuplicateKey as error:
-        raise ConfigError(
-            f"{path}:{error.line}: duplicate key {error.key!r} (first at line {error.first}); "
-            "a second one would silently replace the first: merge them"
-        ) from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    values = read_yaml(path)
     where = str(path)
     if overrides:
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: expected a mapping of sections")
         for key, value in parse_overrides(overrides):
-            _set_path(values, key, value)
+            set_path(values, key, value)
         where = f"{path} (with --set)"
     return from_dict(values, where)
 

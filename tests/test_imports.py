@@ -9,6 +9,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "seq2seq"
 LAYERS = {
     "__version__": -2,  # seq2seq/__init__.py: the installed version; imports nothing of ours
     "errors": -1,
+    "strict": -0.75,  # strict reading of YAML into dataclasses (config.py's machinery)
     "config": 0,
     "vocab": -0.5,  # (config checks tags against its specials)
     "download": 0,
