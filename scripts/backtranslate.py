@@ -17,7 +17,7 @@ Haddow and Birch 2016). Stages, each skipped when its output is complete:
             (variant beam, tagged-beam), sampling (sample, tagged-sample: temperature 1,
             Edunov et al. 2018), or beam 5 with noise (noised-beam: Edunov et al.'s
             deletions, filler tokens and local swaps, Lample et al. 2018)
-4. corpus   data/bt/{name}.{src,tgt}.gz: synthetic source, real target; pairs with an empty
+4. corpus   data/bt/{workdir name}.{src,tgt}.gz: synthetic source, real target; pairs with an empty
             synthetic side are dropped
 5. final    the final model on real + synthetic pairs: the reverse recipe's architecture
             and schedule, data.train a list (the real corpus at weight 1, the synthetic one
@@ -216,12 +216,7 @@ def main() -> None:
             translated_done.touch(),
         ),
     )  # fmt: skip
-    prefix = (
-        ROOT
-        / "data"
-        / "bt"
-        / f"{args.direction}_{args.variant}{'_' + str(args.limit) if args.limit else ''}"
-    )
+    prefix = ROOT / "data" / "bt" / work.name  # one corpus per workdir: rounds never collide
     corpus_done = Path(f"{prefix}.{tgt}.gz")
 
     def make_corpus() -> None:
