@@ -32,7 +32,7 @@ def worktree(rev: str, parent: Path) -> Path:
     subprocess.run(
         ["git", "worktree", "add", "--detach", "-q", str(path), rev], cwd=ROOT, check=True
     )
-    (path / "data").exists() or (path / "data").mkdir()
+    (path / "data").mkdir(exist_ok=True)
     for corpus in (ROOT / "data").iterdir():
         target = path / "data" / corpus.name
         if not target.exists():

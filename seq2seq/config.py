@@ -20,8 +20,6 @@ import yaml
 from seq2seq.strict import Checks, ConfigError, build, parse_overrides, read_yaml, set_path
 from seq2seq.vocab import SPECIALS
 
-__all__ = ["ConfigError", "load", "from_dict", "parse_overrides", "to_dict", "dump"]
-
 
 @dataclass(frozen=True)
 class SentencePieceConfig:
