@@ -23,7 +23,7 @@ Haddow and Birch 2016). Stages, each skipped when its output is complete:
             and schedule, data.train a list (the real corpus at weight 1, the synthetic one
             at --weight, tagged <bt> for the tagged variants: Caswell et al. 2019), chosen
             on val BLEU (train.valid_metric), --final-minutes of training; with --init-from,
-            it starts from that forward model (same tokenizers; untagged variants only)
+            it starts from that forward model (its tokenizers; a tag joins its vocabulary)
 6. score    the final model on val and test_2016_flickr (beam 5), into {workdir}/scores.json
 
 Each stage's time is written to {workdir}/times.json, with the CPU's model name.
@@ -144,15 +144,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="back-translate the first N only")
     parser.add_argument(
         "--init-from",
-        help="start the final model from this forward checkpoint (untagged variants only: "
-        "its vocabulary has no tag)",
+        help="start the final model from this forward checkpoint (its tokenizers and "
+        "vocabularies; the tagged variants add <bt> to its source vocabulary)",
     )
     args = parser.parse_args()
-    if args.init_from and args.variant.startswith("tagged"):
-        parser.error(
-            "--init-from keeps the checkpoint's vocabulary, which has no <bt> tag: "
-            "use an untagged variant (beam, sample, noised-beam) or train from scratch"
-        )
     src, tgt = args.direction.split("-")
     work = Path(args.workdir or ROOT / "runs" / f"bt_{src}_{tgt}_{args.variant}")
     work.mkdir(parents=True, exist_ok=True)

@@ -132,7 +132,7 @@ def build_run(config: Config, output_dir: Path, resume: bool, device: torch.devi
         (output_dir / "config.yaml").write_text(config_module.dump(config), encoding="utf-8")
     trainable = _build_trainable(config, data, device, precision, payload)
     if cfg.init_from and not resume:
-        trainable.model.load_state_dict(start["model"])
+        _load_init_weights(trainable.model, start["model"])
         log.info("weights from %s", cfg.init_from)
     previous_run = payload.get("wandb") if payload else None
     tracker = Tracker(
@@ -162,7 +162,14 @@ def _load_data(
     """Tokenizers and vocabularies: from ``last.pt`` when resuming, from the ``start`` checkpoint
     (``data.vocab_from`` or ``train.init_from``) when given, else built (by rank 0 only)."""
     if start is not None:
-        return build_training_data(config.data, Preprocessing.from_data(start))
+        stored = Preprocessing.from_data(start)
+        if config.train.init_from:  # fine-tuning may add corpus tags: new ids, at the end
+            src_vocab = stored.src_vocab.with_tokens(config.data.tags())
+            if len(src_vocab) > len(stored.src_vocab):
+                added = " ".join(src_vocab.tokens[len(stored.src_vocab) :])
+                log.info("train.init_from: tags %s added to the source vocabulary", added)
+                stored = replace(stored, src_vocab=src_vocab)
+        return build_training_data(config.data, stored)
     if payload is not None:
         saved = config_module.from_dict(payload["config"], where=str(output_dir / "last.pt"))
         for section in ("data", "model"):
@@ -178,6 +185,18 @@ def _load_data(
     data = build_training_data(config.data) if distributed.is_main() else None
     shared = distributed.broadcast(data.preprocessing.to_data() if data is not None else None)
     return data or build_training_data(config.data, Preprocessing.from_data(shared))
+
+
+def _load_init_weights(model: Seq2Seq, state: dict) -> None:
+    """``train.init_from``'s weights into ``model``. Source embedding rows past the stored ones
+    (tags the fine-tuning added to the vocabulary) keep ``model``'s own initialization."""
+    key = "encoder.embedding.weight"  # (V_src, E)
+    own = model.state_dict()[key]
+    if state[key].size(0) < own.size(0):
+        grown = own.clone()
+        grown[: state[key].size(0)] = state[key]
+        state = {**state, key: grown}
+    model.load_state_dict(state)
 
 
 def _build_trainable(

@@ -56,6 +56,11 @@ class Vocab:
         )
         return cls(head + ranked[: max_size - len(head)])
 
+    def with_tokens(self, tokens: Sequence[str]) -> Vocab:
+        """This vocabulary with the ``tokens`` it lacks appended at the end (new ids only, so
+        a model's embedding rows for the old ids stay valid: corpus tags added in fine-tuning)."""
+        return Vocab(self.tokens + [t for t in dict.fromkeys(tokens) if t not in self.ids])
+
     def __len__(self) -> int:
         return len(self.tokens)
 

@@ -47,7 +47,7 @@ def test_noise_drops_replaces_and_moves_words_only_a_little():
     assert 0.07 < blanks / (200 * 40) < 0.13
 
 
-def test_final_config_lists_both_corpora_and_warm_starts_only_untagged(tmp_path):
+def test_final_config_lists_both_corpora_and_warm_starts_from_the_forward_model(tmp_path):
     import argparse
 
     import yaml

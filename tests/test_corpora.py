@@ -125,3 +125,38 @@ def test_a_model_trains_on_two_corpora_and_translates_untagged(tmp_path):
     translator = Translator.from_checkpoint(best, device="cpu")
     assert "<bt>" in translator.loaded.src_vocab.ids
     assert len(translator.translate(["x a b", "y c"], beam=2)) == 2
+
+
+@pytest.mark.slow
+def test_fine_tuning_on_a_tagged_corpus_adds_the_tag_and_keeps_every_stored_weight(tmp_path):
+    import torch
+
+    from seq2seq import checkpoint
+    from seq2seq.run import build_run, follow_init_from
+    from seq2seq.train import train
+
+    config = toy_config(tmp_path, max_steps=2, valid_every=2)
+    untagged = dataclasses.replace(two_corpora(tmp_path / "d", tag=None), valid=config.data.valid)
+    base = train(dataclasses.replace(config, data=untagged), tmp_path / "base")
+    stored = checkpoint.load(base)
+    tagged = dataclasses.replace(two_corpora(tmp_path / "d"), valid=config.data.valid)
+    tuning = dataclasses.replace(
+        config, data=tagged, train=dataclasses.replace(config.train, init_from=str(base))
+    )
+    (tmp_path / "probe").mkdir()
+    run = build_run(follow_init_from(tuning), tmp_path / "probe", False, torch.device("cpu"))
+    old = len(stored["src_vocab"])
+    assert run.data.src_vocab.tokens == stored["src_vocab"] + ["<bt>"]  # a new id, at the end
+    assert run.data.tgt_vocab.tokens == stored["tgt_vocab"]
+    for name, weight in run.model.state_dict().items():
+        if name == "encoder.embedding.weight":
+            assert torch.equal(weight[:old], stored["model"][name])
+            assert weight[old:].abs().sum() > 0  # the tag's row: initialized, not zero
+        else:
+            assert torch.equal(weight, stored["model"][name])
+    for pair in run.data.train_indices:
+        sentence = list(run.data.train_src[int(pair)])
+        assert (sentence[0] == old) == (corpus_of(run.data, int(pair)) == "b")
+    run.tracker.finish()
+    tuned = checkpoint.load(train(tuning, tmp_path / "tuned"))  # and it trains
+    assert tuned["src_vocab"][-1] == "<bt>"
