@@ -122,6 +122,7 @@ class TrainConfig:
     keep_checkpoints: int = 0  # keep the weights of the last K validations (step_N.pt) to average
     # Start from this checkpoint's weights, tokenizers and vocabularies (fine-tuning, e.g. after
     # `seq2seq prune`); its model shapes replace the model section. Optimizer and step start anew.
+    # A data.train tag its source vocabulary lacks is added (a new id with a fresh embedding row).
     init_from: str | None = None
 
 
