@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -128,6 +129,23 @@ def _wait_for_journal(path, lines: int, process, seconds: float = 180) -> None:
     raise AssertionError(f"{path} never reached {lines} lines")
 
 
+def assert_same_translations(tsv: Path, whole_tsv: Path, jsonl: Path, whole_jsonl: Path) -> None:
+    """The same lines, hypotheses and tokens; scores and attention equal to rounding."""
+    rows = [line.split("\t") for line in tsv.read_text(encoding="utf-8").splitlines()]
+    expected = [line.split("\t") for line in whole_tsv.read_text(encoding="utf-8").splitlines()]
+    assert [(r[0], r[2]) for r in rows] == [(r[0], r[2]) for r in expected]
+    assert [float(r[1]) for r in rows] == pytest.approx([float(r[1]) for r in expected], abs=2e-4)
+    records = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines()]
+    wanted = [json.loads(line) for line in whole_jsonl.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == len(wanted)
+    for record, want in zip(records, wanted, strict=True):
+        assert {k: v for k, v in record.items() if k != "attention"} == {
+            k: v for k, v in want.items() if k != "attention"
+        }
+        for row, want_row in zip(record["attention"], want["attention"], strict=True):
+            assert row == pytest.approx(want_row, abs=1e-5)
+
+
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
 def test_resume_after_an_interruption_is_byte_identical(toy_checkpoint, tmp_path, how):
     source = tmp_path / "in.txt"
@@ -152,14 +170,24 @@ def test_resume_after_an_interruption_is_byte_identical(toy_checkpoint, tmp_path
     if how == signal.SIGTERM:
         assert "--resume" in stderr
     assert not out.exists() and not att.exists()  # nothing under its final name yet
+    journal = json.loads(journal_path(out).read_text())
+    kept = [
+        path.with_name(f".{path.name}.partial").read_bytes()[:size]
+        for path, size in zip((out, att), journal["sizes"], strict=True)
+    ]
 
     again = cli(*options, "--output", str(out), "--attention", str(att))
     assert again.returncode == 1 and "add --resume" in again.stderr  # finished chunks are kept
     resumed = cli(*options, "--output", str(out), "--attention", str(att), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming after line" in resumed.stderr
-    assert out.read_bytes() == (tmp_path / "whole.tsv").read_bytes()
-    assert att.read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
+    # What the interrupted run finished is kept byte for byte, not translated again ...
+    assert out.read_bytes().startswith(kept[0]) and att.read_bytes().startswith(kept[1])
+    # ... and every line equals the uninterrupted run's: the same hypotheses, the same scores
+    # up to floating-point rounding. Two processes need not round alike (MKL's products may
+    # differ in the last bit between runs): once, in CI on an AMX CPU (2026-12-03), a score
+    # printed -2.5853 in one and -2.5852 in the other.
+    assert_same_translations(out, tmp_path / "whole.tsv", att, tmp_path / "whole.jsonl")
     assert sorted(os.listdir(tmp_path)) == sorted(
         ["in.txt", "whole.tsv", "whole.jsonl", "out.tsv", "out.jsonl"]
     )
