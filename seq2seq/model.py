@@ -344,8 +344,10 @@ class Decoder(nn.Module):
         # Weights concatenated (and cast) once per batch; their gradients summed once.
         layers = self.loop_layers() if torch.is_grad_enabled() else self.step_layers()
         outputs = []
-        for t in range(tgt_in.size(1)):
-            output, state, _ = self.step_with(layers, embedding_gates[:, t], state, encoded)
+        # unbind, not embedding_gates[:, t]: the backward of T views from one unbind is one
+        # stack, where each indexed step's would fill a zero (B, T, 4D) tensor and add it in.
+        for gates in embedding_gates.unbind(1):  # (B, 4D) per step
+            output, state, _ = self.step_with(layers, gates, state, encoded)
             outputs.append(output)
         return torch.stack(outputs, dim=1)  # (B, T, D)
 
