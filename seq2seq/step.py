@@ -15,7 +15,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from seq2seq import distributed
@@ -29,14 +28,51 @@ from seq2seq.vocab import PAD_ID, SPECIALS
 def token_loss_sum(
     logits: torch.Tensor, tgt_out: torch.Tensor, label_smoothing: float
 ) -> torch.Tensor:
-    """Summed cross-entropy over real target tokens; logits (B, T, V), tgt_out (B, T)."""
-    return F.cross_entropy(
-        logits.float().flatten(0, 1),  # (B*T, V)
-        tgt_out.flatten(),  # (B*T,)
-        ignore_index=PAD_ID,
-        label_smoothing=label_smoothing,
-        reduction="sum",
-    )
+    """Summed cross-entropy over real target tokens; logits (B, T, V), tgt_out (B, T).
+
+    The same loss as ``F.cross_entropy(..., ignore_index=PAD_ID, label_smoothing=...,
+    reduction="sum")`` over fp32 logits (tests/test_step.py), with its gradient written
+    in one (B*T, V) tensor: softmax - (1 - eps) onehot - eps / V.
+    """
+    return _SmoothedCrossEntropy.apply(logits, tgt_out, label_smoothing)
+
+
+class _SmoothedCrossEntropy(torch.autograd.Function):
+    """Label-smoothed cross-entropy whose backward is a few in-place passes over (N, V).
+
+    Autograd's own backward of log_softmax + NLL + the smoothing term fills two
+    zero (N, V) gradients, adds them and runs log_softmax's backward: the
+    largest elementwise work of a training step after the loop (issue 26).
+    Per row, with p = softmax(x), the loss (1 - eps) (-log p_y) + eps mean_v(-log p_v)
+    has the gradient p - (1 - eps) onehot(y) - eps / V, computed here directly,
+    in the buffer of the saved log-probabilities (so backward runs once per forward).
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, tgt_out: torch.Tensor, eps: float) -> torch.Tensor:
+        # (N, V), N = B*T, in fp32 (cast first: log_softmax's own dtype= is 4x slower on bf16)
+        log_probs = torch.log_softmax(logits.flatten(0, -2).float(), dim=-1)
+        target = tgt_out.flatten()  # (N,)
+        keep = target != PAD_ID  # (N,)
+        loss = -log_probs.gather(1, target.unsqueeze(1)).squeeze(1)  # (N,) NLL of the gold
+        if eps:
+            loss = (1 - eps) * loss - eps * log_probs.mean(dim=-1)  # (N,) + smoothing
+        ctx.eps, ctx.shape, ctx.dtype = eps, logits.shape, logits.dtype
+        ctx.save_for_backward(log_probs, target, keep)
+        return torch.where(keep, loss, 0.0).sum()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        log_probs, target, keep = ctx.saved_tensors
+        eps = ctx.eps
+        scale = torch.where(keep, grad, 0.0).unsqueeze(1)  # (N, 1)
+        p = log_probs.exp_().mul_(scale)  # (N, V) softmax, times the loss's gradient
+        if eps:
+            p.sub_(scale * (eps / p.size(1)))
+        p.scatter_add_(1, target.unsqueeze(1), scale * (eps - 1.0))
+        p.masked_fill_(~keep.unsqueeze(1), 0.0)  # padding rows: 0 even where p is not finite
+        return p.view(ctx.shape).to(ctx.dtype), None, None
 
 
 class TeacherForcing(nn.Module):

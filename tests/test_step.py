@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from seq2seq.config import TrainConfig
 from seq2seq.data import collate
@@ -29,6 +30,45 @@ def test_token_loss_sum_ignores_padding_and_is_a_sum():
     gold = torch.tensor([[4, 2, 0], [1, 0, 0]])  # PAD_ID = 0
     expected = -sum(logits[b, t].log_softmax(-1)[gold[b, t]] for b, t in [(0, 0), (0, 1), (1, 0)])
     assert token_loss_sum(logits, gold, 0.0) == pytest.approx(float(expected), rel=1e-5)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_token_loss_sum_and_its_gradient_are_pytorch_s_cross_entropy(eps, dtype):
+    generator = torch.Generator().manual_seed(int(eps * 10) + (dtype == torch.bfloat16))
+    for trial in range(5):
+        batch, length, vocab = 1 + trial, 2 + 3 * trial, 7 + 50 * trial
+        logits = (torch.randn(batch, length, vocab, generator=generator) * 4).to(dtype)
+        gold = torch.randint(0, vocab, (batch, length), generator=generator)  # 0 is PAD_ID
+        gold[0, 0] = 5  # at least one real token
+        ours = logits.clone().requires_grad_()
+        theirs = logits.clone().requires_grad_()
+        loss = token_loss_sum(ours, gold, eps)
+        expected = F.cross_entropy(
+            theirs.float().flatten(0, 1), gold.flatten(), ignore_index=0,
+            label_smoothing=eps, reduction="sum",
+        )  # fmt: skip
+        (loss * 3).backward()
+        (expected * 3).backward()
+        assert loss.dtype == torch.float32
+        assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+        assert ours.grad.dtype == dtype
+        # fp32: rounding apart; bf16: the gradient's own rounding (8 bits of mantissa)
+        rtol, atol = (1e-5, 1e-6) if dtype == torch.float32 else (1e-2, 1e-2)
+        torch.testing.assert_close(ours.grad.float(), theirs.grad.float(), rtol=rtol, atol=atol)
+
+
+def test_token_loss_sum_gives_padding_no_gradient_whatever_its_logits():
+    logits = torch.randn(2, 3, 6)
+    logits[1, 2] = float("nan")  # a padding position's logits: never read as a loss
+    logits[0, 2, 1] = float("inf")
+    gold = torch.tensor([[4, 2, 0], [1, 3, 0]])
+    logits.requires_grad_()
+    loss = token_loss_sum(logits, gold, 0.1)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.equal(logits.grad[:, 2], torch.zeros(2, 6))
+    assert torch.isfinite(logits.grad).all()
 
 
 def test_full_gold_probability_is_the_teacher_forced_forward(tiny_model):
