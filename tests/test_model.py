@@ -2,9 +2,10 @@
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.decoding import Decoding
-from seq2seq.model import BahdanauAttention, length_mask
+from seq2seq.model import BahdanauAttention, Encoder, length_mask
 from seq2seq.vocab import BOS_ID, PAD_ID
 
 pytestmark = pytest.mark.numerics  # run again under the other CPU kernels (.ci/run)
@@ -87,6 +88,39 @@ def test_encoder_outputs_ignore_extra_padding(tiny_model):
         assert torch.allclose(short.outputs[row, :length], long.outputs[row, :length], atol=1e-6)
     assert torch.allclose(short.final[0], long.final[0], atol=1e-6)
     assert (long.outputs[0, 5:] == 0).all()  # padding positions stay empty
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_training_s_masked_encoder_is_nn_lstm_over_packed_steps(layers):
+    """Outputs, final states and every parameter's gradient, against nn.LSTM (decoding's)."""
+    torch.manual_seed(3)
+    encoder = Encoder(20, 6, 5, layers, dropout=0.0)
+    src, lengths = random_batch([5, 1, 3, 5, 2], extra_pad=2)
+    results = []
+    for masked in (True, False):
+        encoder.zero_grad()
+        if masked:
+            outputs, (h, c) = encoder(src, lengths)  # grad enabled: the masked loop
+        else:  # the packed path, which decoding takes, here with gradients
+            embedded = encoder.embedding(src)
+            packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
+            packed_out, (hs, cs) = encoder.rnn(packed)
+            outputs, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=src.size(1))
+            h, c = torch.cat([hs[-2], hs[-1]], -1), torch.cat([cs[-2], cs[-1]], -1)
+        weights = torch.linspace(-1, 1, outputs.numel()).view_as(outputs)
+        ((outputs * weights).sum() + (h * 2).sum() + (c * 3).sum()).backward()
+        grads = [param.grad.clone() for param in encoder.parameters()]
+        results.append((outputs.detach(), h.detach(), c.detach(), grads))
+    (out_a, h_a, c_a, grads_a), (out_b, h_b, c_b, grads_b) = results
+    assert torch.equal(
+        out_a[length_mask(lengths, src.size(1)).logical_not()],
+        torch.zeros_like(out_a[length_mask(lengths, src.size(1)).logical_not()]),
+    )
+    torch.testing.assert_close(out_a, out_b, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(h_a, h_b, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(c_a, c_b, rtol=1e-5, atol=1e-6)
+    for grad_a, grad_b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(grad_a, grad_b, rtol=1e-4, atol=1e-6)
 
 
 def test_decoder_steps_by_hand_equal_teacher_forced_forward(tiny_model):
