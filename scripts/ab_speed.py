@@ -1,7 +1,10 @@
 """Training throughput of two commits on this machine, in alternating rounds (issue 26).
 
     python scripts/ab_speed.py --old ec8f161 [--new HEAD] [--config configs/multi30k_de_en.yaml] \
-        [--steps 300] [--rounds 2] [--threads 2]
+        [--steps 300] [--rounds 2] [--threads 2] [--set train.precision=fp32]
+
+The AVX2-only case on any x86 CPU: ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2
+ONEDNN_MAX_CPU_ISA=AVX2 in the environment (both commits' runs inherit it), in fp32.
 
 A figure measured on another day or another machine instance of the same CPU kind
 is no evidence of a regression: this script checks out both commits (git worktrees
@@ -23,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")
 RATE = re.compile(r"step (\d+) \|.*\| (\d+) tgt tok/s")
 
 
@@ -50,7 +54,7 @@ def rates(tree: Path, args, out: Path) -> list[float]:
     }
     overrides = [f"train.max_steps={args.steps}", "train.max_minutes=0",
                  f"train.num_threads={args.threads}", f"train.valid_every={10 * args.steps}",
-                 "train.log_every=50", "wandb.mode=disabled"]  # fmt: skip
+                 "train.log_every=50", "wandb.mode=disabled", *args.set]  # fmt: skip
     command = [sys.executable, "-m", "seq2seq", "train", "--config", args.config,
                "--output-dir", str(out)] + [a for o in overrides for a in ("--set", o)]  # fmt: skip
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
@@ -70,6 +74,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for both commits, e.g. train.precision=fp32")  # fmt: skip
     args = parser.parse_args()
     cpu = next(
         (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
@@ -87,8 +93,10 @@ def main() -> None:
         finally:
             for tree in trees.values():
                 subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT)
+    isa = " ".join(f"{k}={os.environ[k]}" for k in ISA_VARIABLES if k in os.environ)
     print(
-        f"\n{cpu}, {args.threads} threads, {args.config}, {args.steps} steps x {args.rounds} rounds\n"
+        f"\n{cpu}, {args.threads} threads, {args.config}, {args.steps} steps x {args.rounds} "
+        f"rounds{', ' + ' '.join(args.set) if args.set else ''}{', ' + isa if isa else ''}\n"
     )
     print("| commit | median target tokens/s | min | max |\n|---|---|---|---|")
     for rev, found in measured.items():
