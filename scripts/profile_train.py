@@ -7,7 +7,7 @@ Runs the training loop's own step (step.train_step) on the config's data and
 model, under torch.profiler, after ``--warmup`` unprofiled steps. Parts are
 labelled from outside the model (its functions wrapped with
 ``record_function``, nothing in the package changes): the encoder, the
-decoder's teacher-forced loop (of which attention and the LSTM cell updates
+decoder's teacher-forced loop (of which attention; the LSTM cell updates of both
 are shown apart), the output layer, the loss, the backward pass (all of it:
 autograd runs the parts' gradients interleaved) and the optimizer (clipping
 and the update). A part's share is its time over the profiled steps' total;
