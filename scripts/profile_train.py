@@ -55,12 +55,12 @@ def labelled(name: str, function):
 def label_parts(trainable) -> None:
     import torch
 
-    from seq2seq import model, step
+    from seq2seq import model, recurrence, step
 
     model.Encoder.forward = labelled("encoder", model.Encoder.forward)
     model.Decoder.forward = labelled("decoder", model.Decoder.forward)
     model.attend = labelled("attention", model.attend)
-    model.lstm_update = labelled("cell", model.lstm_update)
+    model.lstm_update = recurrence.lstm_update = labelled("cell", model.lstm_update)
     model.Decoder.logits = labelled("output", model.Decoder.logits)
     step.token_loss_sum = labelled("loss", step.token_loss_sum)
     torch.Tensor.backward = labelled("backward", torch.Tensor.backward)

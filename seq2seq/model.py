@@ -25,19 +25,9 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.config import ModelConfig
+from seq2seq.recurrence import lstm_update, masked_bilstm
 from seq2seq.vocab import PAD_ID
 from seq2seq.weight_grads import LoopLinear
-
-
-def lstm_update(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """LSTM cell update from pre-activations (B, 4D) in PyTorch's gate order (i, f, g, o).
-
-    The matrix products before it may run in bf16; the cell state stays fp32.
-    """
-    i, f, g, o = gates.float().chunk(4, dim=-1)  # (B, D) each
-    c = torch.sigmoid(f) * c.float() + torch.sigmoid(i) * torch.tanh(g)
-    h = torch.sigmoid(o) * torch.tanh(c)
-    return h, c
 
 
 def length_mask(lengths: Tensor, max_len: int) -> Tensor:
@@ -141,35 +131,12 @@ class Encoder(nn.Module):
     def masked_forward(
         self, embedded: Tensor, mask: Tensor
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """``forward``'s result computed step by step over the padded batch, for training.
-
-        Each direction runs over all S positions; where ``mask`` is False (padding)
-        the state is held and the output is 0, so a sentence's backward direction
-        starts at its own last token, as over packed sequences. Autograd's backward of
-        this loop costs about a quarter less than nn.LSTM's over packed steps on a
-        CPU (its per-step slices of the input products add into a full (N, 4H)
-        gradient); the parameters are nn.LSTM's own, so checkpoints do not change.
-        """
-        keep = mask.unsqueeze(-1).unbind(1)  # S x (B, 1)
-        x, finals = embedded, []
-        for layer in range(self.rnn.num_layers):
-            if layer:  # nn.LSTM's dropout between layers
-                x = F.dropout(x, self.rnn.dropout, self.training)
-            outputs, finals = [], []
-            for reverse in (False, True):
-                w = self.lstm(layer, reverse)
-                gates = F.linear(x, w.weight_ih, w.bias_ih + w.bias_hh).unbind(1)  # S x (B, 4H)
-                h = c = x.new_zeros(x.size(0), self.hidden_size, dtype=torch.float32)  # (B, H)
-                steps: list[Tensor] = [h] * x.size(1)
-                for t in reversed(range(x.size(1))) if reverse else range(x.size(1)):
-                    new_h, new_c = lstm_update(gates[t] + F.linear(h, w.weight_hh), c)
-                    h, c = torch.where(keep[t], new_h, h), torch.where(keep[t], new_c, c)
-                    steps[t] = torch.where(keep[t], new_h, 0.0)  # (B, H)
-                outputs.append(torch.stack(steps, dim=1))  # (B, S, H)
-                finals.append((h, c))
-            x = torch.cat(outputs, dim=-1)  # (B, S, 2H)
-        (forward_h, forward_c), (backward_h, backward_c) = finals
-        return x, (torch.cat([forward_h, backward_h], -1), torch.cat([forward_c, backward_c], -1))
+        """``forward``'s result step by step over the padded batch, for training
+        (recurrence.masked_bilstm); the parameters are nn.LSTM's own."""
+        return masked_bilstm(
+            self.lstm, self.rnn.num_layers, self.hidden_size, embedded, mask,
+            dropout=self.rnn.dropout if self.training else 0.0,
+        )  # fmt: skip
 
     def lstm(self, layer: int, reverse: bool) -> LstmWeights:
         """The parameters of one layer and direction (nn.LSTM names them by both)."""

@@ -15,8 +15,8 @@ being written when the process died) and goes on; at the end the partial files
 are renamed to their final names and the journal removed. A file therefore
 never exists under its final name before the run is complete, and a resumed
 run keeps the finished chunks' bytes and writes the lines one that never
-stopped would (the same tokens; a score as equal as two processes' rounding). A full disk stops the run
-with the journal intact: free space, then resume.
+stopped would (the same tokens; a score as equal as two processes' rounding).
+A full disk stops the run with the journal intact: free space, then resume.
 
 With ``workers > 1`` each chunk is dealt out to that many decoding processes
 (the CPU cores split between them, or one GPU each) and put back in order.

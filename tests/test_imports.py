@@ -27,7 +27,8 @@ LAYERS = {
     "corpus": 2,
     "prepare": 3,  # seq2seq prepare: a corpus tokenized once, as id arrays
     "data": 4,
-    "weight_grads": 4.5,  # a loop's weight gradients as one product over its steps
+    "weight_grads": 4.5,
+    "recurrence": 4.5,  # the LSTM cell update, and a masked BiLSTM loop (training's encoder)  # a loop's weight gradients as one product over its steps
     "model": 5,  # the math, and the teacher-forced training path
     "checkpoint": 6,
     "curves": 7,  # seq2seq plot: learning curves from run folders
