@@ -46,8 +46,17 @@ def init(device_name: str) -> torch.device:
     return pick_device(device_name)
 
 
-def shutdown() -> None:
+def shutdown(finished: bool) -> None:
+    """Leave the process group; ``finished``: every rank got to the end, wait for the others first.
+
+    Without the barrier the rank that ends first (never rank 0, which writes the
+    checkpoints) tears down its connections while rank 0 still works, and gloo
+    can abort rank 0 ("terminate called without an active exception"). After an
+    error the other ranks may never arrive, so there is no barrier then.
+    """
     if dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

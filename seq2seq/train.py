@@ -62,13 +62,15 @@ def train(
     if overwrite and not resume and distributed.is_main():
         remove_old_run(output_dir)
     config = follow_init_from(config)
+    finished = False
     try:
         with _log_file(output_dir):
             run = build_run(config, output_dir, resume, device)
             with _StopSignals() as signals:
                 _train(run, signals)
+        finished = True
     finally:
-        distributed.shutdown()
+        distributed.shutdown(finished)
     return output_dir / "best.pt"
 
 
