@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.config import ModelConfig
-from seq2seq.recurrence import lstm_update, masked_bilstm
+from seq2seq.recurrence import Dropout, lstm_update, masked_bilstm
 from seq2seq.vocab import PAD_ID
 from seq2seq.weight_grads import LoopLinear
 
@@ -112,7 +112,7 @@ class Encoder(nn.Module):
             bidirectional=True,
             dropout=dropout if num_layers > 1 else 0.0,
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, src: Tensor, src_lengths: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         embedded = self.dropout(self.embedding(src))  # (B, S, E)
@@ -231,7 +231,7 @@ class Decoder(nn.Module):
         )
         self.attention = BahdanauAttention(hidden_size, encoder_size, attention_size)
         self.combine = nn.Linear(hidden_size + encoder_size, hidden_size, bias=False)  # W_c
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         # Tying needs the output layer's input to have the embedding's size.
         self.pre_output = nn.Linear(hidden_size, embedding_size) if tie_embeddings else None
         self.output = nn.Linear(embedding_size if tie_embeddings else hidden_size, vocab_size)

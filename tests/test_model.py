@@ -6,6 +6,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.decoding import Decoding
 from seq2seq.model import BahdanauAttention, Encoder, length_mask
+from seq2seq.recurrence import Dropout, inverted_dropout
 from seq2seq.vocab import BOS_ID, PAD_ID
 
 pytestmark = pytest.mark.numerics  # run again under the other CPU kernels (.ci/run)
@@ -184,3 +185,25 @@ def test_optimized_forward_equals_textbook_loop(tiny_model):
             reference_logits(tiny_model, src, lengths, tgt_in),
             atol=1e-5,
         )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
+def test_dropout_keeps_each_value_with_probability_1_minus_p_and_scales_it(dtype, p):
+    torch.manual_seed(0)
+    x = torch.rand(400, 512).add(0.5).to(dtype).requires_grad_()
+    y = inverted_dropout(x, p)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.01  # 204,800 draws
+    scale = torch.tensor(1 / (1 - p), dtype=dtype)
+    assert torch.equal(y[kept], x[kept] * scale)
+    y.sum().backward()
+    assert torch.equal(x.grad, kept.to(dtype) * scale)  # the gradient goes through the mask
+
+
+def test_dropout_is_the_identity_in_eval_and_at_0_and_zero_at_1():
+    x = torch.randn(7, 5)
+    assert inverted_dropout(x, 0.3, training=False) is x and inverted_dropout(x, 0.0) is x
+    assert torch.equal(inverted_dropout(x, 1.0), torch.zeros_like(x))
+    module = Dropout(0.3).eval()
+    assert module(x) is x and not list(module.state_dict())
