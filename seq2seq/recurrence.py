@@ -71,7 +71,7 @@ def masked_bilstm(
     x = embedded
     for layer in range(num_layers):
         if layer:  # nn.LSTM's dropout between layers
-            x = inverted_dropout(x, dropout, training=dropout > 0)
+            x = inverted_dropout(x, dropout)
         outputs, finals = [], []
         for reverse in (False, True):
             weight_ih, weight_hh, bias_ih, bias_hh = weights(layer, reverse)
